@@ -1,0 +1,330 @@
+// qeffctl: the command-line client of qeff.
+//
+//   qeffctl infer --model DIR|org/name --prompt "Hi" [--max-new-tokens N] [--json]
+//   qeffctl export | compile | load | generate | list | unload | tokenize | cache ls|gc
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "clients/qeffctl/client.h"
+#include "clients/qeffctl/tokenize_command.h"
+#include "common/artifacts/store.h"
+
+namespace {
+
+struct Common {
+  std::string server;
+  std::string exporter, compiler, runner;  // per-service overrides of --server
+  bool json = false;
+  const std::string& ExporterAddr() const { return exporter.empty() ? server : exporter; }
+  const std::string& CompilerAddr() const { return compiler.empty() ? server : compiler; }
+  const std::string& RunnerAddr() const { return runner.empty() ? server : runner; }
+};
+
+struct CompileArgs {
+  std::string target = "cpu";
+  int batch_size = 1, prefill_seq_len = 32, ctx_len = 128, num_cores = 0, full_batch_size = 0;
+  std::string weight_dtype = "fp32";
+};
+
+struct GenArgs {
+  std::string prompt, input_ids;
+  int max_new_tokens = 0;
+  bool stop_at_eos = false;
+  float temperature = 0, top_p = 1, repetition_penalty = 1;
+  int top_k = 0;
+  uint64_t seed = 0;
+};
+
+int Fail(const absl::Status& s) {
+  std::cerr << "error: " << s.message() << " [" << absl::StatusCodeToString(s.code()) << "]\n";
+  return 1;
+}
+
+void AddCompileOptions(CLI::App* cmd, CompileArgs& a) {
+  cmd->add_option("--target", a.target, "cpu | qaic | qnn")->capture_default_str();
+  cmd->add_option("--batch-size", a.batch_size)->capture_default_str();
+  cmd->add_option("--prefill-seq-len,--prompt-len", a.prefill_seq_len, "prefill chunk length")->capture_default_str();
+  cmd->add_option("--ctx-len", a.ctx_len, "context length (KV cache rows)")->capture_default_str();
+  cmd->add_option("--num-cores", a.num_cores, "device cores/threads (0 = all)")->capture_default_str();
+  cmd->add_option("--weight-dtype", a.weight_dtype, "fp32 | bf16")->capture_default_str();
+  cmd->add_option("--full-batch-size", a.full_batch_size, "continuous-batching slots (0 = off)");
+}
+
+void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
+  cmd->add_option("--prompt", g.prompt, "prompt text");
+  cmd->add_option("--input-ids", g.input_ids, "comma-separated prompt token ids");
+  cmd->add_option("--max-new-tokens,--generation-len", g.max_new_tokens, "0 = fill the context");
+  cmd->add_flag("--stop-at-eos", g.stop_at_eos, "stop when the EOS token is generated");
+  cmd->add_option("--temperature", g.temperature, "0 = greedy");
+  cmd->add_option("--top-k", g.top_k);
+  cmd->add_option("--top-p", g.top_p);
+  cmd->add_option("--repetition-penalty", g.repetition_penalty);
+  cmd->add_option("--seed", g.seed);
+}
+
+absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, const std::string& model_id) {
+  qeff::v1::GenerateRequest req;
+  req.set_model_id(model_id);
+  if (g.prompt.empty() == g.input_ids.empty()) {
+    return absl::InvalidArgumentError("pass exactly one of --prompt or --input-ids");
+  }
+  if (!g.input_ids.empty()) {
+    for (absl::string_view part : absl::StrSplit(g.input_ids, ',', absl::SkipWhitespace())) {
+      int64_t id;
+      if (!absl::SimpleAtoi(part, &id)) {
+        return absl::InvalidArgumentError("--input-ids must be comma-separated integers, got '" +
+                                          std::string(part) + "'");
+      }
+      req.add_input_ids(id);
+    }
+  }
+  req.set_prompt(g.prompt);
+  req.set_max_new_tokens(g.max_new_tokens);
+  req.set_stop_at_eos(g.stop_at_eos);
+  auto* s = req.mutable_sampling();
+  s->set_temperature(g.temperature);
+  s->set_top_k(g.top_k);
+  s->set_top_p(g.top_p);
+  s->set_repetition_penalty(g.repetition_penalty);
+  s->set_seed(g.seed);
+  return req;
+}
+
+qeff::v1::CompileRequest MakeCompileRequest(const CompileArgs& a, const std::string& export_key) {
+  qeff::v1::CompileRequest req;
+  req.set_export_key(export_key);
+  req.set_target(a.target);
+  req.set_batch_size(a.batch_size);
+  req.set_prefill_seq_len(a.prefill_seq_len);
+  req.set_ctx_len(a.ctx_len);
+  req.set_num_cores(a.num_cores);
+  req.set_weight_dtype(a.weight_dtype);
+  req.set_full_batch_size(a.full_batch_size);
+  return req;
+}
+
+nlohmann::json StatsJson(const qeff::v1::GenerationStats& s) {
+  return {{"prefill_ms", s.prefill_ms()},
+          {"ttft_ms", s.ttft_ms()},
+          {"decode_tokens_per_s", s.decode_tokens_per_s()},
+          {"total_tokens_per_s", s.total_tokens_per_s()},
+          {"e2e_ms", s.e2e_ms()},
+          {"prompt_tokens", s.prompt_tokens()},
+          {"generated_tokens", s.generated_tokens()},
+          {"prefill_chunks", s.prefill_chunks()}};
+}
+
+// QEfficient's four performance lines (CloudAI100ExecInfo).
+void PrintStats(const qeff::v1::GenerationStats& s) {
+  std::printf("\n========================= Performance Stats =========================\n");
+  std::printf("Average Prefill time a.k.a TTFT is= %.4f sec\n", s.ttft_ms() / 1000.0);
+  std::printf("Decode is= %.2f tokens/sec\n", s.decode_tokens_per_s());
+  std::printf("Total is= %.2f tokens/sec\n", s.total_tokens_per_s());
+  std::printf("Total (E2E) inference time is= %.4f sec\n", s.e2e_ms() / 1000.0);
+  std::printf("=====================================================================\n");
+}
+
+// Runs a generation, streaming text to stdout unless --json; returns the final event.
+int RunGenerate(const Common& c, const GenArgs& g, const std::string& model_id, nlohmann::json* out) {
+  auto req = MakeGenerateRequest(g, model_id);
+  if (!req.ok()) return Fail(req.status());
+  std::vector<int64_t> generated;
+  std::string text;
+  auto last = qeffctl::Generate(c.RunnerAddr(), *req, [&](const qeff::v1::GenerateEvent& ev) {
+    for (int64_t id : ev.token_ids()) generated.push_back(id);
+    text += ev.text();
+    if (!c.json) {
+      std::fwrite(ev.text().data(), 1, ev.text().size(), stdout);
+      std::fflush(stdout);
+    }
+  });
+  if (!last.ok()) return Fail(last.status());
+  (*out)["prompt_token_ids"] = std::vector<int64_t>(last->prompt_token_ids().begin(), last->prompt_token_ids().end());
+  (*out)["generated_token_ids"] = generated;
+  (*out)["text"] = text;
+  (*out)["finish_reason"] = last->finish_reason();
+  (*out)["stats"] = StatsJson(last->stats());
+  if (!c.json) {
+    std::printf("\n");
+    PrintStats(last->stats());
+  }
+  return 0;
+}
+
+void PrintJson(const nlohmann::json& j) {
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qeffctl: export, compile and run HuggingFace models with qeff"};
+  app.require_subcommand(1);
+  Common c;
+  const char* env_server = std::getenv("QEFF_SERVER");
+  c.server = env_server != nullptr ? env_server : "127.0.0.1:50051";
+  app.add_option("--server", c.server, "qeffd address (or QEFF_SERVER)")->capture_default_str();
+  app.add_option("--exporter", c.exporter, "Exporter address when services run separately");
+  app.add_option("--compiler", c.compiler, "Compiler address when services run separately");
+  app.add_option("--runner", c.runner, "Runner address when services run separately");
+  app.add_flag("--json", c.json, "print one JSON object for scripts");
+
+  std::string model, revision = "main", export_key, qpc_key, model_id, tokenizer_dir, jsonl, text, cache_dir;
+  bool fp16_clip = false, cb = false;
+  CompileArgs ca;
+  GenArgs ga;
+
+  auto add_model_opts = [&](CLI::App* cmd) {
+    cmd->add_option("--model,--model-name", model, "HF model folder or org/name in the HF cache")->required();
+    cmd->add_option("--revision", revision)->capture_default_str();
+    cmd->add_flag("--fp16-clip", fp16_clip, "clip constants to the fp16 range");
+    cmd->add_flag("--continuous-batching", cb, "export with batch_index for continuous batching");
+  };
+  auto* export_cmd = app.add_subcommand("export", "export a HF model to a QEff ONNX graph");
+  add_model_opts(export_cmd);
+  auto* compile_cmd = app.add_subcommand("compile", "compile an export into a qpc");
+  compile_cmd->add_option("--export-key", export_key)->required();
+  AddCompileOptions(compile_cmd, ca);
+  auto* load_cmd = app.add_subcommand("load", "load a qpc on the runner");
+  load_cmd->add_option("--qpc-key", qpc_key)->required();
+  load_cmd->add_option("--model-id", model_id, "name for the loaded model (default: the qpc key)");
+  auto* gen_cmd = app.add_subcommand("generate", "generate text with a loaded model");
+  gen_cmd->add_option("--model-id", model_id)->required();
+  AddGenerateOptions(gen_cmd, ga);
+  auto* infer_cmd = app.add_subcommand("infer", "export + compile + load + generate (like QEfficient.cloud.infer)");
+  add_model_opts(infer_cmd);
+  AddCompileOptions(infer_cmd, ca);
+  AddGenerateOptions(infer_cmd, ga);
+  auto* list_cmd = app.add_subcommand("list", "list loaded models");
+  auto* unload_cmd = app.add_subcommand("unload", "unload a model");
+  unload_cmd->add_option("--model-id", model_id)->required();
+  auto* tok_cmd = app.add_subcommand("tokenize", "tokenize locally with a tokenizer folder (no server)");
+  tok_cmd->add_option("--tokenizer", tokenizer_dir, "folder with tokenizer.json (or vocab.json + merges.txt)")->required();
+  tok_cmd->add_option("--jsonl", jsonl, "file of {\"text\", \"add_special_tokens\"} lines");
+  tok_cmd->add_option("--text", text, "one text");
+  auto* cache_cmd = app.add_subcommand("cache", "inspect the local artifact cache");
+  cache_cmd->require_subcommand(1);
+  cache_cmd->add_option("--cache-dir", cache_dir, "default $QEFF_CACHE or ~/.cache/qeff");
+  auto* cache_ls = cache_cmd->add_subcommand("ls", "list artifacts");
+  auto* cache_gc = cache_cmd->add_subcommand("gc", "remove leftovers of interrupted builds");
+
+  CLI11_PARSE(app, argc, argv);
+  const bool quiet = c.json;
+
+  auto do_export = [&](nlohmann::json* out) -> absl::StatusOr<qeff::v1::ExportResult> {
+    qeff::v1::ExportRequest req;
+    req.set_model(model);
+    req.set_revision(revision);
+    req.mutable_options()->set_fp16_clip(fp16_clip);
+    req.mutable_options()->set_continuous_batching(cb);
+    qeffctl::ProgressPrinter progress("export", quiet);
+    auto r = qeffctl::Export(c.ExporterAddr(), req, progress);
+    if (r.ok()) {
+      progress.Finish(r->artifact().key() + (r->cache_hit() ? " (cache hit)" : " (exported)") + " " + r->architecture());
+      (*out)["export_key"] = r->artifact().key();
+      (*out)["export_cache_hit"] = r->cache_hit();
+      (*out)["architecture"] = r->architecture();
+    }
+    return r;
+  };
+  auto do_compile = [&](const std::string& key, nlohmann::json* out) -> absl::StatusOr<qeff::v1::CompileResult> {
+    qeffctl::ProgressPrinter progress("compile", quiet);
+    auto r = qeffctl::Compile(c.CompilerAddr(), MakeCompileRequest(ca, key), progress);
+    if (r.ok()) {
+      progress.Finish(r->artifact().key() + (r->cache_hit() ? " (cache hit)" : " (compiled)"));
+      (*out)["qpc_key"] = r->artifact().key();
+      (*out)["compile_cache_hit"] = r->cache_hit();
+      if (!r->command().empty()) (*out)["command"] = std::vector<std::string>(r->command().begin(), r->command().end());
+    }
+    return r;
+  };
+
+  nlohmann::json out = nlohmann::json::object();
+  if (*export_cmd) {
+    auto r = do_export(&out);
+    if (!r.ok()) return Fail(r.status());
+    out["path"] = r->artifact().path();
+    out["num_layers"] = r->num_layers();
+    out["num_parameters"] = r->num_parameters();
+  } else if (*compile_cmd) {
+    auto r = do_compile(export_key, &out);
+    if (!r.ok()) return Fail(r.status());
+    out["path"] = r->artifact().path();
+  } else if (*load_cmd) {
+    qeff::v1::LoadRequest req;
+    req.set_qpc_key(qpc_key);
+    req.set_model_id(model_id);
+    auto r = qeffctl::Load(c.RunnerAddr(), req);
+    if (!r.ok()) return Fail(r.status());
+    out["model_id"] = r->model_id();
+    out["ctx_len"] = r->ctx_len();
+    out["prefill_seq_len"] = r->prefill_seq_len();
+    out["batch_size"] = r->batch_size();
+  } else if (*gen_cmd) {
+    if (int rc = RunGenerate(c, ga, model_id, &out); rc != 0) return rc;
+  } else if (*infer_cmd) {
+    auto e = do_export(&out);
+    if (!e.ok()) return Fail(e.status());
+    auto q = do_compile(e->artifact().key(), &out);
+    if (!q.ok()) return Fail(q.status());
+    qeff::v1::LoadRequest lreq;
+    lreq.set_qpc_key(q->artifact().key());
+    auto l = qeffctl::Load(c.RunnerAddr(), lreq);
+    if (!l.ok()) return Fail(l.status());
+    if (int rc = RunGenerate(c, ga, l->model_id(), &out); rc != 0) return rc;
+  } else if (*list_cmd || *unload_cmd) {
+    auto stub = qeff::v1::Runner::NewStub(qeffctl::Connect(c.RunnerAddr()));
+    grpc::ClientContext ctx;
+    if (*unload_cmd) {
+      qeff::v1::UnloadRequest req;
+      req.set_model_id(model_id);
+      qeff::v1::UnloadResponse resp;
+      grpc::Status s = stub->Unload(&ctx, req, &resp);
+      if (!s.ok()) return Fail(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+      out["unloaded"] = model_id;
+    } else {
+      qeff::v1::ListResponse resp;
+      grpc::Status s = stub->List(&ctx, qeff::v1::ListRequest(), &resp);
+      if (!s.ok()) return Fail(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+      out["models"] = nlohmann::json::array();
+      for (const auto& m : resp.models()) {
+        out["models"].push_back({{"model_id", m.model_id()}, {"qpc_key", m.qpc_key()},
+                                 {"architecture", m.architecture()}, {"ctx_len", m.ctx_len()},
+                                 {"prefill_seq_len", m.prefill_seq_len()}, {"batch_size", m.batch_size()}});
+      }
+    }
+  } else if (*tok_cmd) {
+    if (jsonl.empty() == (tok_cmd->count("--text") == 0)) {
+      std::cerr << "error: pass exactly one of --jsonl FILE or --text TEXT\n";
+      return 1;
+    }
+    return RunTokenizeCommand(tokenizer_dir, jsonl, text, std::cout, std::cerr);
+  } else if (*cache_cmd) {
+    auto store = qeff::artifacts::Store::Open(cache_dir.empty() ? qeff::artifacts::DefaultCacheRoot() : cache_dir);
+    if (!store.ok()) return Fail(store.status());
+    if (*cache_gc) {
+      out["removed"] = store->CollectGarbage();
+    } else if (*cache_ls) {
+      out["artifacts"] = nlohmann::json::array();
+      for (const auto& a : store->List()) {
+        out["artifacts"].push_back({{"kind", qeff::artifacts::KindName(a.kind)}, {"key", a.key},
+                                    {"bytes", a.bytes}, {"architecture", a.manifest.value("architecture", "")},
+                                    {"path", a.path.string()}});
+      }
+    }
+  }
+  if (c.json) {
+    PrintJson(out);
+  } else if (!*infer_cmd && !*gen_cmd) {
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// Server bootstrap shared by qeff-exporter, qeff-compiler, qeff-runner and qeffd.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+
+namespace qeff::rpc {
+
+struct ServerConfig {
+  // host:port; port 0 picks a free port (printed on stdout as "listening on host:port").
+  std::string listen = "127.0.0.1:50051";
+  std::string cache_dir;
+  // Largest request/response message accepted, in MiB.
+  int max_message_mb = 64;
+};
+
+// A service to serve plus its fully qualified name (for grpc.health.v1).
+struct ServiceEntry {
+  grpc::Service* service;
+  std::string name;
+};
+
+// Starts the server with health checking and reflection, prints the bound address, and blocks
+// until SIGTERM or SIGINT; then stops accepting calls and drains running ones (10 s grace).
+// Call BlockTerminationSignals() first thing in main so every thread inherits the mask.
+int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& services);
+
+// Blocks SIGTERM/SIGINT in the calling thread (and the threads it starts later); RunServer
+// waits for them synchronously, so shutdown never runs inside a signal handler.
+void BlockTerminationSignals();
+
+// absl and gRPC share the canonical status codes.
+grpc::Status ToGrpc(const absl::Status& status);
+absl::Status FromGrpc(const grpc::Status& status);
+
+}  // namespace qeff::rpc

@@ -1,0 +1,91 @@
+#include "services/exporter/exporter_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/hf/model_folder.h"
+#include "common/rpc/server.h"
+#include "common/util/hash.h"
+#include "services/exporter/exporter.h"
+
+namespace qeff::exporter {
+namespace {
+
+void SendProgress(grpc::ServerWriter<qeff::v1::ExportEvent>* writer, const std::string& stage,
+                  const std::string& message, int64_t done, int64_t total) {
+  qeff::v1::ExportEvent ev;
+  auto* p = ev.mutable_progress();
+  p->set_stage(stage);
+  p->set_message(message);
+  p->set_done(done);
+  p->set_total(total);
+  writer->Write(ev);
+}
+
+}  // namespace
+
+grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v1::ExportRequest* request,
+                                     grpc::ServerWriter<qeff::v1::ExportEvent>* writer) {
+  if (request->model().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "ExportRequest.model is empty: pass a HF model folder or an org/name hub id");
+  }
+  std::string revision = request->revision().empty() ? "main" : request->revision();
+  auto dir = hf::ResolveModel(request->model(), revision);
+  if (!dir.ok()) return rpc::ToGrpc(dir.status());
+  auto folder = hf::ModelFolder::Open(*dir);
+  if (!folder.ok()) return rpc::ToGrpc(folder.status());
+
+  ExportOptions options;
+  options.continuous_batching = request->options().continuous_batching();
+  options.fp16_clip = request->options().fp16_clip();
+  nlohmann::json options_json = {{"continuous_batching", options.continuous_batching},
+                                 {"fp16_clip", options.fp16_clip}};
+
+  SendProgress(writer, "hash-inputs", "hashing config, weights and tokenizer files", 0, 0);
+  util::Hasher hasher;
+  hasher.Field("qeff-export");
+  hasher.Field(std::to_string(kExportFormatVersion));
+  hasher.Field(options_json.dump());
+  absl::Status hashed = folder->HashInputs(hasher);
+  if (!hashed.ok()) return rpc::ToGrpc(hashed);
+  const std::string key = hasher.Hex();
+
+  ExportSummary summary;
+  auto published = store_->GetOrBuild(
+      artifacts::Kind::kExport, key,
+      [&](const std::filesystem::path& staging) -> absl::StatusOr<nlohmann::json> {
+        spdlog::info("export {} from {}", key, dir->string());
+        auto s = ExportModel(*folder, options, staging,
+                             [&](const std::string& stage, const std::string& message, int64_t done,
+                                 int64_t total) { SendProgress(writer, stage, message, done, total); });
+        if (!s.ok()) return s.status();
+        summary = *s;
+        nlohmann::json m = {{"producer", "qeff-exporter"},
+                            {"format_version", kExportFormatVersion},
+                            {"source", dir->string()},
+                            {"options", options_json},
+                            {"architecture", s->architecture},
+                            {"num_layers", s->num_layers},
+                            {"num_parameters", s->num_parameters},
+                            {"details", s->manifest_extra}};
+        return m;
+      },
+      [&] { SendProgress(writer, "wait", "another request is exporting this model; waiting", 0, 0); });
+  if (!published.ok()) return rpc::ToGrpc(published.status());
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
+
+  qeff::v1::ExportEvent ev;
+  auto* r = ev.mutable_result();
+  r->mutable_artifact()->set_kind("export");
+  r->mutable_artifact()->set_key(key);
+  r->mutable_artifact()->set_path(published->path.string());
+  r->set_cache_hit(published->cache_hit);
+  r->set_architecture(published->manifest.value("architecture", ""));
+  r->set_num_layers(published->manifest.value("num_layers", 0));
+  r->set_num_parameters(published->manifest.value("num_parameters", int64_t{0}));
+  writer->Write(ev);
+  return grpc::Status::OK;
+}
+
+}  // namespace qeff::exporter

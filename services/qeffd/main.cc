@@ -1,0 +1,18 @@
+// qeffd: exporter, compiler and runner in one process on one port — the one-machine default.
+#include "common/rpc/server_main.h"
+#include "services/compiler/compiler_service.h"
+#include "services/exporter/exporter_service.h"
+#include "services/runner/runner_service.h"
+
+int main(int argc, char** argv) {
+  return qeff::rpc::ServerMain(argc, argv, "qeffd", [](const auto& args, auto& owned) {
+    auto exporter = std::make_shared<qeff::exporter::ExporterService>(args.store);
+    auto compiler = std::make_shared<qeff::compiler::CompilerService>(args.store);
+    auto registry = std::make_shared<qeff::runner::ModelRegistry>(args.store, args.threads);
+    auto runner = std::make_shared<qeff::runner::RunnerService>(registry.get());
+    owned.insert(owned.end(), {exporter, compiler, registry, runner});
+    return std::vector<qeff::rpc::ServiceEntry>{{exporter.get(), "qeff.v1.Exporter"},
+                                                {compiler.get(), "qeff.v1.Compiler"},
+                                                {runner.get(), "qeff.v1.Runner"}};
+  });
+}

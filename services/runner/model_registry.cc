@@ -1,0 +1,67 @@
+#include "services/runner/model_registry.h"
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/status_macros.h"
+
+namespace qeff::runner {
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::string& qpc_key,
+                                                                 std::string model_id) {
+  if (model_id.empty()) model_id = qpc_key;
+  if (model_id.size() > 256) return absl::InvalidArgumentError("model_id is longer than 256 characters");
+  std::lock_guard<std::mutex> load_lock(load_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = models_.find(model_id);
+    if (it != models_.end()) {
+      if (it->second->qpc_key == qpc_key) return it->second;
+      return absl::AlreadyExistsError(absl::StrCat("model id '", model_id, "' is already loaded with qpc ",
+                                                   it->second->qpc_key, "; unload it first"));
+    }
+  }
+  QEFF_ASSIGN_OR_RETURN(fs::path dir, store_->Find(artifacts::Kind::kQpc, qpc_key));
+  QEFF_ASSIGN_OR_RETURN(nlohmann::json manifest, store_->ReadManifest(artifacts::Kind::kQpc, qpc_key));
+  auto model = std::make_shared<LoadedModel>();
+  model->model_id = model_id;
+  model->qpc_key = qpc_key;
+  model->architecture = manifest.value("architecture", "");
+  QEFF_ASSIGN_OR_RETURN(model->session, device::Session::Load(dir, num_threads_));
+  std::error_code ec;
+  if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec)) {
+    QEFF_ASSIGN_OR_RETURN(model->tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
+  }
+  spdlog::info("loaded {} (qpc {}, {})", model_id, qpc_key, model->architecture);
+  std::lock_guard<std::mutex> l(mu_);
+  models_[model_id] = model;
+  return model;
+}
+
+absl::Status ModelRegistry::Unload(const std::string& model_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (models_.erase(model_id) == 0) {
+    return absl::NotFoundError(absl::StrCat("model '", model_id, "' is not loaded"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Get(const std::string& model_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("model '", model_id, "' is not loaded; call Runner.Load (qeffctl load) first"));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<LoadedModel>> ModelRegistry::List() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::shared_ptr<LoadedModel>> out;
+  for (const auto& [id, m] : models_) out.push_back(m);
+  return out;
+}
+
+}  // namespace qeff::runner

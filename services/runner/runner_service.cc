@@ -1,0 +1,159 @@
+#include "services/runner/runner_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/server.h"
+#include "services/runner/generator.h"
+
+namespace qeff::runner {
+namespace {
+
+constexpr size_t kMaxPromptBytes = 4 << 20;
+
+void Describe(const LoadedModel& m, qeff::v1::ModelInfo* info) {
+  info->set_model_id(m.model_id);
+  info->set_qpc_key(m.qpc_key);
+  info->set_architecture(m.architecture);
+  int prefill = 0;
+  for (const auto& s : m.session->specializations()) {
+    info->set_batch_size(s.batch_size);
+    info->set_ctx_len(s.ctx_len);
+    prefill = std::max(prefill, s.seq_len);
+  }
+  info->set_prefill_seq_len(prefill);
+  info->set_vocab_size(m.session->vocab_size());
+}
+
+grpc::Status NeedTokenizer(const LoadedModel& m) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("model '", m.model_id,
+                                   "' has no tokenizer files; pass token ids instead of text"));
+}
+
+}  // namespace
+
+grpc::Status RunnerService::Load(grpc::ServerContext*, const qeff::v1::LoadRequest* req,
+                                 qeff::v1::LoadResponse* resp) {
+  auto m = registry_->Load(req->qpc_key(), req->model_id());
+  if (!m.ok()) return rpc::ToGrpc(m.status());
+  Describe(**m, resp->mutable_model());
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Unload(grpc::ServerContext*, const qeff::v1::UnloadRequest* req,
+                                   qeff::v1::UnloadResponse*) {
+  return rpc::ToGrpc(registry_->Unload(req->model_id()));
+}
+
+grpc::Status RunnerService::List(grpc::ServerContext*, const qeff::v1::ListRequest*,
+                                 qeff::v1::ListResponse* resp) {
+  for (const auto& m : registry_->List()) Describe(*m, resp->add_models());
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v1::GenerateRequest* req,
+                                     grpc::ServerWriter<qeff::v1::GenerateEvent>* writer) {
+  auto model = registry_->Get(req->model_id());
+  if (!model.ok()) return rpc::ToGrpc(model.status());
+  LoadedModel& m = **model;
+
+  GenerationRequest gen;
+  if (req->input_ids_size() > 0 && !req->prompt().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either prompt or input_ids, not both");
+  }
+  if (req->input_ids_size() > 0) {
+    for (int64_t id : req->input_ids()) {
+      if (id < 0 || id > INT32_MAX) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("token id ", id, " is out of range"));
+      }
+      gen.prompt.push_back(static_cast<int32_t>(id));
+    }
+  } else {
+    if (!m.tokenizer) return NeedTokenizer(m);
+    if (req->prompt().size() > kMaxPromptBytes) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the prompt is larger than 4 MiB");
+    }
+    auto enc = m.tokenizer->Encode(req->prompt(), /*add_special_tokens=*/true);
+    if (!enc.ok()) return rpc::ToGrpc(enc.status());
+    gen.prompt = enc->ids;
+  }
+  if (req->max_new_tokens() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 0");
+  }
+  gen.max_new_tokens = req->max_new_tokens();
+  gen.stop_at_eos = req->stop_at_eos();
+  if (m.tokenizer) gen.eos_token_id = m.tokenizer->eos_token_id();
+  const auto& s = req->sampling();
+  if (s.temperature() < 0 || s.top_p() < 0 || s.top_p() > 1 || s.top_k() < 0 || s.repetition_penalty() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "sampling: temperature >= 0, 0 <= top_p <= 1, top_k >= 0, repetition_penalty >= 0");
+  }
+  gen.sampling.temperature = s.temperature();
+  gen.sampling.top_k = s.top_k();
+  gen.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  gen.sampling.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  gen.sampling.seed = s.seed();
+
+  std::unique_ptr<tokenizer::StreamDecoder> stream;
+  if (m.tokenizer) stream = std::make_unique<tokenizer::StreamDecoder>(*m.tokenizer, /*skip_special_tokens=*/false);
+
+  std::lock_guard<std::mutex> run_lock(m.run_mu);
+  auto result = runner::Generate(*m.session, gen, [&](int32_t token) {
+    qeff::v1::GenerateEvent ev;
+    ev.add_token_ids(token);
+    if (stream) ev.set_text(stream->Push(token));
+    return writer->Write(ev) && !context->IsCancelled();
+  });
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  if (result->finish_reason == "cancelled") {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the generation");
+  }
+  qeff::v1::GenerateEvent last;
+  if (stream) last.set_text(stream->Flush());
+  last.set_done(true);
+  last.set_finish_reason(result->finish_reason);
+  for (int32_t id : gen.prompt) last.add_prompt_token_ids(id);
+  auto* st = last.mutable_stats();
+  st->set_prefill_ms(result->stats.prefill_ms);
+  st->set_ttft_ms(result->stats.ttft_ms);
+  st->set_decode_tokens_per_s(result->stats.decode_tokens_per_s);
+  st->set_total_tokens_per_s(result->stats.total_tokens_per_s);
+  st->set_e2e_ms(result->stats.e2e_ms);
+  st->set_prompt_tokens(result->stats.prompt_tokens);
+  st->set_generated_tokens(result->stats.generated_tokens);
+  st->set_prefill_chunks(result->stats.prefill_chunks);
+  writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Tokenize(grpc::ServerContext*, const qeff::v1::TokenizeRequest* req,
+                                     qeff::v1::TokenizeResponse* resp) {
+  auto model = registry_->Get(req->model_id());
+  if (!model.ok()) return rpc::ToGrpc(model.status());
+  if (!(*model)->tokenizer) return NeedTokenizer(**model);
+  if (req->text().size() > kMaxPromptBytes) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the text is larger than 4 MiB");
+  }
+  auto enc = (*model)->tokenizer->Encode(req->text(), req->add_special_tokens());
+  if (!enc.ok()) return rpc::ToGrpc(enc.status());
+  for (int32_t id : enc->ids) resp->add_ids(id);
+  for (const auto& t : enc->tokens) resp->add_tokens(t);
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Detokenize(grpc::ServerContext*, const qeff::v1::DetokenizeRequest* req,
+                                       qeff::v1::DetokenizeResponse* resp) {
+  auto model = registry_->Get(req->model_id());
+  if (!model.ok()) return rpc::ToGrpc(model.status());
+  if (!(*model)->tokenizer) return NeedTokenizer(**model);
+  std::vector<int32_t> ids;
+  for (int64_t id : req->ids()) {
+    if (id < 0 || id >= static_cast<int64_t>((*model)->tokenizer->vocab_size())) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("token id ", id, " is not in the vocabulary"));
+    }
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  resp->set_text((*model)->tokenizer->Decode(ids, req->skip_special_tokens()));
+  return grpc::Status::OK;
+}
+
+}  // namespace qeff::runner
