@@ -1,0 +1,244 @@
+// End to end through the real binaries: qeff-exporter, qeff-compiler and qeff-runner (and qeffd)
+// on 127.0.0.1 free ports with one temp cache, driven by qeffctl exactly as scripts call it.
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/process.h"
+
+namespace qeff::testing {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const fs::path kGpt2 = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
+
+struct Reference {
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<std::vector<int64_t>> new_tokens;
+  std::vector<std::string> texts;
+};
+
+Reference LoadReference(const fs::path& dir) {
+  std::ifstream in(dir / "reference.json");
+  json r = json::parse(in);
+  Reference ref;
+  for (const auto& i : r["inputs"]) {
+    ref.prompts.push_back(i["input_ids"].get<std::vector<int64_t>>());
+    ref.texts.push_back(i.value("text", ""));
+  }
+  for (const auto& g : r["outputs"]["generation"]) ref.new_tokens.push_back(g["new_tokens"].get<std::vector<int64_t>>());
+  return ref;
+}
+
+std::string Join(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cache_ = fs::temp_directory_path() /
+             ("qeff-it-" + std::to_string(::getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(cache_);
+    fs::create_directories(cache_);
+  }
+  void TearDown() override { fs::remove_all(cache_); }
+
+  // Starts the three services as separate processes sharing one cache.
+  void StartSeparate() {
+    ASSERT_TRUE(exporter_.Start(Binary("qeff-exporter"), cache_)) << exporter_.error();
+    ASSERT_TRUE(compiler_.Start(Binary("qeff-compiler"), cache_)) << compiler_.error();
+    ASSERT_TRUE(runner_.Start(Binary("qeff-runner"), cache_)) << runner_.error();
+  }
+  std::vector<std::string> Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {Binary("qeffctl"), "--exporter", exporter_.address(), "--compiler",
+                                     compiler_.address(), "--runner", runner_.address(), "--json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  json RunJson(const std::vector<std::string>& argv) {
+    CommandResult r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out;
+    return j;
+  }
+
+  fs::path cache_;
+  ServerProcess exporter_, compiler_, runner_;
+};
+
+TEST_F(ServicesTest, InferThroughThreeServicesMatchesHfGreedyTokensAndHitsCache) {
+  StartSeparate();
+  Reference ref = LoadReference(kGpt2);
+  for (size_t i = 0; i < ref.prompts.size(); ++i) {
+    json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", Join(ref.prompts[i]),
+                          "--max-new-tokens", "16", "--prefill-seq-len", "8", "--ctx-len", "64"}));
+    EXPECT_EQ(j["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[i]) << "prompt " << i;
+    EXPECT_EQ(j["prompt_token_ids"].get<std::vector<int64_t>>(), ref.prompts[i]);
+    EXPECT_EQ(j["export_cache_hit"].get<bool>(), i > 0) << "the second prompt reuses the export";
+    EXPECT_EQ(j["compile_cache_hit"].get<bool>(), i > 0);
+    for (const char* k : {"prefill_ms", "ttft_ms", "decode_tokens_per_s", "total_tokens_per_s", "e2e_ms"}) {
+      EXPECT_GT(j["stats"][k].get<double>(), 0.0) << k;
+    }
+    EXPECT_EQ(j["export_key"].get<std::string>().size(), 32u);
+    EXPECT_EQ(j["qpc_key"].get<std::string>().size(), 32u);
+  }
+  // The text path: the runner tokenizes with the model's own tokenizer files.
+  json t = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--prompt", ref.texts[0], "--max-new-tokens", "16",
+                        "--prefill-seq-len", "8", "--ctx-len", "64"}));
+  EXPECT_EQ(t["prompt_token_ids"].get<std::vector<int64_t>>(), ref.prompts[0]);
+  EXPECT_EQ(t["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[0]);
+  EXPECT_TRUE(t["export_cache_hit"].get<bool>());
+  EXPECT_TRUE(t["compile_cache_hit"].get<bool>());
+  EXPECT_FALSE(t["text"].get<std::string>().empty());
+}
+
+TEST_F(ServicesTest, TwoIdenticalExportsAtOnceProduceOneArtifact) {
+  StartSeparate();
+  CommandResult a, b;
+  std::thread ta([&] { a = RunCommand(Ctl({"export", "--model", kGpt2.string()})); });
+  std::thread tb([&] { b = RunCommand(Ctl({"export", "--model", kGpt2.string()})); });
+  ta.join();
+  tb.join();
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  json ja = json::parse(a.out), jb = json::parse(b.out);
+  EXPECT_EQ(ja["export_key"], jb["export_key"]);
+  EXPECT_NE(ja["export_cache_hit"].get<bool>(), jb["export_cache_hit"].get<bool>()) << "exactly one did the work";
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(cache_ / "exports")) n += e.is_directory();
+  EXPECT_EQ(n, 1);
+}
+
+TEST_F(ServicesTest, BadInputGetsClearErrorsAndServersKeepServing) {
+  StartSeparate();
+  fs::path bad = cache_ / "bad-models";
+  fs::create_directories(bad / "unknown-arch");
+  std::ofstream(bad / "unknown-arch/config.json") << R"({"architectures": ["FooForCausalLM"], "model_type": "foo"})";
+  // Copy GPT-2 and damage its safetensors header in two ways.
+  for (const char* name : {"truncated", "lying"}) {
+    fs::create_directories(bad / name);
+    fs::copy_file(kGpt2 / "config.json", bad / name / "config.json");
+  }
+  {
+    std::ifstream in(kGpt2 / "model.safetensors", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(bad / "truncated/model.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    uint64_t huge = 1ull << 40;  // header length far beyond the file
+    std::memcpy(bytes.data(), &huge, 8);
+    std::ofstream(bad / "lying/model.safetensors", std::ios::binary) << bytes;
+  }
+  struct Case {
+    std::vector<std::string> args;
+    std::string code;
+  };
+  const std::string no_key = "0123456789abcdef0123456789abcdef";
+  std::vector<Case> cases = {
+      {{"export", "--model", (bad / "missing").string()}, "NOT_FOUND"},
+      {{"export", "--model", (bad / "unknown-arch").string()}, "UNIMPLEMENTED"},
+      {{"export", "--model", (bad / "truncated").string()}, "INVALID_ARGUMENT"},
+      {{"export", "--model", (bad / "lying").string()}, "INVALID_ARGUMENT"},
+      {{"compile", "--export-key", no_key}, "NOT_FOUND"},
+      {{"compile", "--export-key", "../../../etc/passwd"}, "INVALID_ARGUMENT"},
+      {{"load", "--qpc-key", no_key}, "NOT_FOUND"},
+      {{"load", "--qpc-key", "../exports/x"}, "INVALID_ARGUMENT"},
+      {{"generate", "--model-id", "nope", "--input-ids", "1,2"}, "NOT_FOUND"},
+      // 70 prompt tokens do not fit a ctx_len of 64.
+      {{"infer", "--model", kGpt2.string(), "--input-ids", Join(std::vector<int64_t>(70, 50)), "--ctx-len", "64",
+        "--prefill-seq-len", "8"},
+       "INVALID_ARGUMENT"},
+  };
+  for (const auto& c : cases) {
+    CommandResult r = RunCommand(Ctl(c.args));
+    EXPECT_NE(r.exit_code, 0) << c.args[0] << " " << c.args[2];
+    EXPECT_NE(r.err.find(c.code), std::string::npos) << c.args[2] << ": " << r.err;
+    EXPECT_GT(r.err.size(), c.code.size() + 20) << "the message explains the problem: " << r.err;
+  }
+  // Every server is still up and serving.
+  for (ServerProcess* s : {&exporter_, &compiler_, &runner_}) {
+    auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(s->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(stub->Check(&ctx, req, &resp).ok()) << s->address();
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  Reference ref = LoadReference(kGpt2);
+  json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", Join(ref.prompts[0]),
+                        "--max-new-tokens", "4", "--prefill-seq-len", "8", "--ctx-len", "64"}));
+  EXPECT_EQ(j["generated_token_ids"].size(), 4u);
+}
+
+TEST_F(ServicesTest, SigkillMidExportNeverPublishesAPartialArtifact) {
+  // A random GPT-2 big enough (~200 MB of weights) that the export takes a while.
+  fs::path model = cache_ / "big-gpt2";
+  CommandResult gen = RunCommand({Binary("qeff-make-random-model"), "--out", model.string(), "--n-layer", "8",
+                                  "--n-embd", "1024", "--n-head", "16", "--vocab", "8192", "--n-positions", "128",
+                                  "--tokenizer-from", kGpt2.string()});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  StartSeparate();
+  CommandResult first;
+  std::thread t([&] { first = RunCommand(Ctl({"export", "--model", model.string()})); });
+  // Wait until the exporter is writing into tmp/, then kill it without warning.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool staging_seen = false;
+  while (!staging_seen && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : fs::directory_iterator(cache_ / "tmp")) {
+      if (fs::exists(e.path() / "model.onnx.data")) staging_seen = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(staging_seen) << "the export never started writing";
+  exporter_.Stop(SIGKILL);
+  t.join();
+  EXPECT_NE(first.exit_code, 0);
+  EXPECT_TRUE(fs::is_empty(cache_ / "exports")) << "a killed export must not be published";
+
+  // A new exporter cleans up and a later request exports it completely.
+  ASSERT_TRUE(exporter_.Start(Binary("qeff-exporter"), cache_)) << exporter_.error();
+  EXPECT_TRUE(fs::is_empty(cache_ / "tmp")) << "startup gc removes the dead builder's staging dir";
+  json j = RunJson(Ctl({"export", "--model", model.string()}));
+  EXPECT_FALSE(j["export_cache_hit"].get<bool>());
+  json c = RunJson(Ctl({"infer", "--model", model.string(), "--input-ids", "1,2,3", "--max-new-tokens", "2",
+                        "--prefill-seq-len", "4", "--ctx-len", "16"}));
+  EXPECT_TRUE(c["export_cache_hit"].get<bool>());
+  EXPECT_EQ(c["generated_token_ids"].size(), 2u);
+}
+
+TEST_F(ServicesTest, QeffdServesAllThreeAndStopsCleanlyOnSigterm) {
+  ServerProcess qeffd;
+  ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
+  Reference ref = LoadReference(kGpt2);
+  CommandResult r = RunCommand({Binary("qeffctl"), "--server", qeffd.address(), "infer", "--model", kGpt2.string(),
+                                "--input-ids", Join(ref.prompts[1]), "--max-new-tokens", "16", "--json",
+                                "--prefill-seq-len", "4", "--ctx-len", "64"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[1]) << "chunked prefill (18 = 4+4+4+4+2)";
+  // Human output: text plus QEfficient's four stats lines.
+  CommandResult h = RunCommand({Binary("qeffctl"), "--server", qeffd.address(), "infer", "--model", kGpt2.string(),
+                                "--prompt", "Hello world", "--max-new-tokens", "4", "--prefill-seq-len", "4",
+                                "--ctx-len", "64"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  for (const char* line : {"Average Prefill time a.k.a TTFT is=", "Decode is=", "Total is=", "Total (E2E) inference time is="}) {
+    EXPECT_NE(h.out.find(line), std::string::npos) << h.out;
+  }
+  int status = qeffd.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+}  // namespace
+}  // namespace qeff::testing
