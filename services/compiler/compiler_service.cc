@@ -63,7 +63,6 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
   hasher.Field(options_json.dump());
   const std::string key = hasher.Hex();
 
-  CompileSummary summary;
   auto published = store_->GetOrBuild(
       artifacts::Kind::kQpc, key,
       [&](const fs::path& staging) -> absl::StatusOr<nlohmann::json> {
@@ -79,7 +78,6 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
             if (ec) return absl::InternalError(absl::StrCat("cannot copy ", name, ": ", ec.message()));
           }
         }
-        summary = *s;
         nlohmann::json specs = nlohmann::json::array();
         for (const auto& sp : s->specializations) {
           specs.push_back({{"name", sp.name},

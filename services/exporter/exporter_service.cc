@@ -51,7 +51,6 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
   if (!hashed.ok()) return rpc::ToGrpc(hashed);
   const std::string key = hasher.Hex();
 
-  ExportSummary summary;
   auto published = store_->GetOrBuild(
       artifacts::Kind::kExport, key,
       [&](const std::filesystem::path& staging) -> absl::StatusOr<nlohmann::json> {
@@ -60,7 +59,14 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
                              [&](const std::string& stage, const std::string& message, int64_t done,
                                  int64_t total) { SendProgress(writer, stage, message, done, total); });
         if (!s.ok()) return s.status();
-        summary = *s;
+        // The config travels with the export (and on into the qpc) so later stages need only the cache.
+        for (const char* name : {"config.json", "generation_config.json"}) {
+          std::error_code ec;
+          if (std::filesystem::is_regular_file(*dir / name, ec) && !std::filesystem::exists(staging / name, ec)) {
+            std::filesystem::copy_file(*dir / name, staging / name, ec);
+            if (ec) return absl::InternalError(absl::StrCat("cannot copy ", name, ": ", ec.message()));
+          }
+        }
         nlohmann::json m = {{"producer", "qeff-exporter"},
                             {"format_version", kExportFormatVersion},
                             {"source", dir->string()},
