@@ -1,0 +1,52 @@
+// CPU kernels: one function per op type, dispatched by name. The compiler uses the same kernels
+// to fold constants, so compile-time and run-time semantics cannot drift apart.
+//
+// Kernels see static shapes and normalized attributes (see protos/qeff/v1/program.proto). They
+// validate data-dependent values (gather indices, scatter positions) and return
+// INVALID_ARGUMENT instead of reading or writing out of bounds.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "device/cpu/thread_pool.h"
+#include "device/tensor.h"
+#include "qeff/v1/program.pb.h"
+
+namespace qeff::device {
+
+// Runs `op` on `in` (absent optional inputs have data == nullptr) writing `out`, whose
+// buffers are allocated with their final shapes. `pool` may be null (single-threaded).
+absl::Status RunKernel(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                       const std::vector<TensorRef>& out, ThreadPool* pool);
+
+bool HasKernel(const std::string& type);
+
+// Attribute access on normalized ops.
+const qeff::v1::Attribute* FindAttr(const qeff::v1::Op& op, const std::string& name);
+int64_t AttrInt(const qeff::v1::Op& op, const std::string& name, int64_t fallback);
+float AttrFloat(const qeff::v1::Op& op, const std::string& name, float fallback);
+std::vector<int64_t> AttrInts(const qeff::v1::Op& op, const std::string& name);
+void SetAttrInt(qeff::v1::Op& op, const std::string& name, int64_t v);
+void SetAttrFloat(qeff::v1::Op& op, const std::string& name, float v);
+void SetAttrInts(qeff::v1::Op& op, const std::string& name, const std::vector<int64_t>& v);
+
+// Per-family entry points (kernels_*.cc).
+absl::Status RunElementwise(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                            const std::vector<TensorRef>& out, ThreadPool* pool);
+absl::Status RunLinalg(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                       const std::vector<TensorRef>& out, ThreadPool* pool);
+absl::Status RunTensorOp(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                         const std::vector<TensorRef>& out, ThreadPool* pool);
+absl::Status RunNnOp(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                     const std::vector<TensorRef>& out, ThreadPool* pool);
+bool IsElementwise(const std::string& type);
+bool IsLinalg(const std::string& type);
+bool IsTensorOp(const std::string& type);
+bool IsNnOp(const std::string& type);
+
+// Row-major strides of `shape`.
+Shape Strides(const Shape& shape);
+
+}  // namespace qeff::device

@@ -1,0 +1,236 @@
+// MatMul (batched, broadcast, optional transposed B) and Linear (x · Wᵀ + b with packed
+// weights). Decode is a GEMV bounded by memory bandwidth, so small-M Linear uses our own
+// AVX-512 kernel streaming each weight row once; large M goes to OpenBLAS sgemm.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "device/cpu/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace qeff::device {
+namespace {
+
+using qeff::v1::Op;
+
+inline float Bf16ToF32(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
+template <typename W>
+void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
+                       int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const W* row = w + n * K;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xm = x + m * K;
+      float acc = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        if constexpr (std::is_same_v<W, uint16_t>) {
+          acc += xm[k] * Bf16ToF32(row[k]);
+        } else {
+          acc += xm[k] * row[k];
+        }
+      }
+      y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const float* p, __mmask16 mask) {
+  return _mm512_maskz_loadu_ps(mask, p);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const uint16_t* p, __mmask16 mask) {
+  __m256i h = _mm256_maskz_loadu_epi16(mask, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Four weight rows at a time against MR input rows: each weight byte is read once per call.
+template <int MR, typename W>
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K, const W* w,
+                                                                        const float* bias, float* y, int64_t N,
+                                                                        int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    __m512 acc[MR][4];
+    for (int m = 0; m < MR; ++m)
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+    const W* r0 = w + (n + 0) * K;
+    const W* r1 = w + (n + 1) * K;
+    const W* r2 = w + (n + 2) * K;
+    const W* r3 = w + (n + 3) * K;
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xffff)
+                                         : static_cast<__mmask16>((1u << (K - k)) - 1);
+      __m512 w0 = LoadW(r0 + k, mask), w1 = LoadW(r1 + k, mask), w2 = LoadW(r2 + k, mask), w3 = LoadW(r3 + k, mask);
+      for (int m = 0; m < MR; ++m) {
+        __m512 xv = _mm512_maskz_loadu_ps(mask, x + m * K + k);
+        acc[m][0] = _mm512_fmadd_ps(w0, xv, acc[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(w1, xv, acc[m][1]);
+        acc[m][2] = _mm512_fmadd_ps(w2, xv, acc[m][2]);
+        acc[m][3] = _mm512_fmadd_ps(w3, xv, acc[m][3]);
+      }
+    }
+    for (int m = 0; m < MR; ++m)
+      for (int j = 0; j < 4; ++j) y[m * N + n + j] = _mm512_reduce_add_ps(acc[m][j]) + (bias ? bias[n + j] : 0.0f);
+  }
+  for (; n < n1; ++n) {
+    __m512 acc[MR];
+    for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
+    const W* r = w + n * K;
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xffff)
+                                         : static_cast<__mmask16>((1u << (K - k)) - 1);
+      __m512 wv = LoadW(r + k, mask);
+      for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + m * K + k), acc[m]);
+    }
+    for (int m = 0; m < MR; ++m) y[m * N + n] = _mm512_reduce_add_ps(acc[m]) + (bias ? bias[n] : 0.0f);
+  }
+}
+
+bool HasAvx512() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return has;
+}
+#endif
+
+template <typename W>
+void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N, int64_t n0,
+                int64_t n1) {
+#if defined(__x86_64__)
+  if (HasAvx512()) {
+    // Input rows in groups of up to 4 so the weight block stays in registers/L1.
+    for (int64_t m = 0; m < M; m += 4) {
+      const int64_t mr = std::min<int64_t>(4, M - m);
+      const float* xm = x + m * K;
+      float* ym = y + m * N;
+      switch (mr) {
+        case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, n0, n1); break;
+        case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, n0, n1); break;
+        case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, n0, n1); break;
+        default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, n0, n1); break;
+      }
+    }
+    return;
+  }
+#endif
+  LinearRowsGeneric(x, M, K, w, bias, y, N, n0, n1);
+}
+
+// Linear: in = (x [..., K], w [N, K] f32|bf16, bias [N] optional), out [..., N].
+absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                       ThreadPool* pool) {
+  if (in.size() < 2 || out.size() != 1) return absl::InvalidArgumentError("Linear needs x, w[, bias] and one output");
+  const TensorRef& x = in[0];
+  const TensorRef& w = in[1];
+  const float* bias = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
+  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() != w.shape[1]) {
+    return absl::InvalidArgumentError(absl::StrCat("Linear: x ", ShapeString(x.shape), " vs w ", ShapeString(w.shape)));
+  }
+  const int64_t K = w.shape[1], N = w.shape[0];
+  const int64_t M = x.numel() / K;
+  float* y = out[0].as<float>();
+  const float* px = x.as<float>();
+  if (w.dtype == qeff::v1::F32 && M > 8) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
+                1.0f, px, static_cast<int>(K), w.as<float>(), static_cast<int>(K), 0.0f, y, static_cast<int>(N));
+    if (bias) {
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+    }
+    return absl::OkStatus();
+  }
+  auto body = [&](int64_t n0, int64_t n1) {
+    if (w.dtype == qeff::v1::BF16) {
+      LinearRows(px, M, K, w.as<uint16_t>(), bias, y, N, n0, n1);
+    } else {
+      LinearRows(px, M, K, w.as<float>(), bias, y, N, n0, n1);
+    }
+  };
+  if (pool != nullptr && N * K >= (1 << 16)) {
+    pool->ParallelFor(N, 16, body);
+  } else {
+    body(0, N);
+  }
+  return absl::OkStatus();
+}
+
+// MatMul: numpy semantics for rank >= 2 (the compiler reshapes 1-D operands); attr trans_b
+// means b holds [..., N, K].
+absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out) {
+  if (in.size() != 2 || out.size() != 1) return absl::InvalidArgumentError("MatMul needs 2 inputs");
+  const TensorRef& a = in[0];
+  const TensorRef& b = in[1];
+  const TensorRef& o = out[0];
+  if (a.dtype != qeff::v1::F32 || b.dtype != qeff::v1::F32) return absl::UnimplementedError("MatMul on non-float32");
+  if (a.shape.size() < 2 || b.shape.size() < 2 || o.shape.size() < 2) {
+    return absl::InvalidArgumentError("MatMul kernel expects rank >= 2 operands");
+  }
+  const bool trans_b = AttrInt(op, "trans_b", 0) != 0;
+  const int64_t M = a.shape[a.shape.size() - 2], K = a.shape.back();
+  const int64_t N = trans_b ? b.shape[b.shape.size() - 2] : b.shape.back();
+  const int64_t Kb = trans_b ? b.shape.back() : b.shape[b.shape.size() - 2];
+  if (K != Kb) return absl::InvalidArgumentError("MatMul inner dimensions differ");
+  // Batch dims broadcast to the output's.
+  const Shape ob(o.shape.begin(), o.shape.end() - 2);
+  auto batch_strides = [&](const Shape& s) {
+    Shape bs(s.begin(), s.end() - 2);
+    Shape st = Strides(bs);
+    Shape r(ob.size(), 0);
+    const size_t off = ob.size() - bs.size();
+    for (size_t i = 0; i < bs.size(); ++i) r[off + i] = bs[i] == 1 ? 0 : st[i];
+    return r;
+  };
+  const Shape sa = batch_strides(a.shape), sb = batch_strides(b.shape);
+  const int64_t batches = NumElements(ob);
+  Shape idx(ob.size(), 0);
+  for (int64_t bi = 0; bi < batches; ++bi) {
+    int64_t oa = 0, obb = 0;
+    for (size_t d = 0; d < ob.size(); ++d) {
+      oa += idx[d] * sa[d];
+      obb += idx[d] * sb[d];
+    }
+    const float* pa = a.as<float>() + oa * M * K;
+    const float* pb = b.as<float>() + obb * K * N;
+    float* po = o.as<float>() + bi * M * N;
+    if (M * N * K < 4096) {
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          float acc = 0;
+          for (int64_t k = 0; k < K; ++k) acc += pa[m * K + k] * (trans_b ? pb[n * K + k] : pb[k * N + n]);
+          po[m * N + n] = acc;
+        }
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M),
+                  static_cast<int>(N), static_cast<int>(K), 1.0f, pa, static_cast<int>(K), pb,
+                  static_cast<int>(trans_b ? K : N), 0.0f, po, static_cast<int>(N));
+    }
+    for (int d = static_cast<int>(ob.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < ob[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsLinalg(const std::string& type) { return type == "MatMul" || type == "Linear"; }
+
+absl::Status RunLinalg(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                       ThreadPool* pool) {
+  if (op.type() == "Linear") return RunLinear(op, in, out, pool);
+  return RunMatMul(op, in, out);
+}
+
+}  // namespace qeff::device

@@ -1,0 +1,240 @@
+// Neural-network kernels: Softmax, LayerNormalization, RMSNorm, ArgMax, reductions, and the
+// KV-cache ops CtxScatter / CtxGather (QEfficient's com.qualcomm.cloud custom ops).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "device/cpu/kernels.h"
+
+namespace qeff::device {
+namespace {
+
+using qeff::v1::Op;
+
+const std::set<std::string> kNnOps = {"Softmax", "LayerNormalization", "RMSNorm", "ArgMax", "ReduceMean",
+                                      "ReduceSum", "ReduceMax", "CtxScatter", "CtxGather"};
+
+// outer x dim x inner decomposition around `axis`.
+void Split3(const Shape& s, int64_t axis, int64_t* outer, int64_t* dim, int64_t* inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int64_t d = 0; d < axis; ++d) *outer *= s[d];
+  *dim = s[axis];
+  for (size_t d = axis + 1; d < s.size(); ++d) *inner *= s[d];
+}
+
+absl::Status Softmax(const Op& op, const TensorRef& x, const TensorRef& o, ThreadPool* pool) {
+  int64_t outer, dim, inner;
+  Split3(x.shape, AttrInt(op, "axis", static_cast<int64_t>(x.shape.size()) - 1), &outer, &dim, &inner);
+  const float* px = x.as<float>();
+  float* po = o.as<float>();
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t a = r / inner, i = r % inner;
+      const float* xr = px + a * dim * inner + i;
+      float* yr = po + a * dim * inner + i;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < dim; ++k) mx = std::max(mx, xr[k * inner]);
+      float sum = 0;
+      for (int64_t k = 0; k < dim; ++k) {
+        float v = std::exp(xr[k * inner] - mx);
+        yr[k * inner] = v;
+        sum += v;
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t k = 0; k < dim; ++k) yr[k * inner] *= inv;
+    }
+  };
+  const int64_t rows = outer * inner;
+  if (pool && rows * dim >= (1 << 15)) pool->ParallelFor(rows, 8, body);
+  else body(0, rows);
+  return absl::OkStatus();
+}
+
+// Normalizes over the trailing dimensions from `axis`; LayerNorm subtracts the mean, RMSNorm not.
+absl::Status Norm(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out, bool rms) {
+  const TensorRef& o = out[0];
+  float* mean_out = out.size() > 1 && out[1].data ? out[1].as<float>() : nullptr;
+  float* inv_out = out.size() > 2 && out[2].data ? out[2].as<float>() : nullptr;
+  const TensorRef& x = in[0];
+  const int64_t axis = AttrInt(op, "axis", static_cast<int64_t>(x.shape.size()) - 1);
+  const float eps = AttrFloat(op, "epsilon", 1e-5f);
+  int64_t rows = 1, cols = 1;
+  for (int64_t d = 0; d < axis; ++d) rows *= x.shape[d];
+  for (size_t d = axis; d < x.shape.size(); ++d) cols *= x.shape[d];
+  const float* w = in.size() > 1 && in[1].data ? in[1].as<float>() : nullptr;
+  const float* b = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
+  if (w && in[1].numel() != cols) return absl::InvalidArgumentError("norm weight size differs from the normalized size");
+  if (b && in[2].numel() != cols) return absl::InvalidArgumentError("norm bias size differs from the normalized size");
+  const float* px = x.as<float>();
+  float* po = o.as<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = px + r * cols;
+    float* yr = po + r * cols;
+    double mean = 0;
+    if (!rms) {
+      for (int64_t c = 0; c < cols; ++c) mean += xr[c];
+      mean /= static_cast<double>(cols);
+    }
+    double var = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      double d = xr[c] - mean;
+      var += d * d;
+    }
+    var /= static_cast<double>(cols);
+    const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+    const float m = static_cast<float>(mean);
+    if (mean_out) mean_out[r] = m;
+    if (inv_out) inv_out[r] = inv;
+    for (int64_t c = 0; c < cols; ++c) {
+      float v = (xr[c] - m) * inv;
+      if (w) v *= w[c];
+      if (b) v += b[c];
+      yr[c] = v;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArgMax(const Op& op, const TensorRef& x, const TensorRef& o) {
+  int64_t outer, dim, inner;
+  Split3(x.shape, AttrInt(op, "axis", 0), &outer, &dim, &inner);
+  const bool last = AttrInt(op, "select_last_index", 0) != 0;
+  for (int64_t a = 0; a < outer; ++a) {
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t best = 0;
+      double bv = 0;
+      for (int64_t k = 0; k < dim; ++k) {
+        const int64_t e = (a * dim + k) * inner + i;
+        double v = x.dtype == qeff::v1::F32 ? x.as<float>()[e] : static_cast<double>(x.as<int64_t>()[e]);
+        if (k == 0 || v > bv || (last && v == bv)) {
+          bv = v;
+          best = k;
+        }
+      }
+      o.as<int64_t>()[a * inner + i] = best;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
+  if (x.dtype != qeff::v1::F32) return absl::UnimplementedError(absl::StrCat(op.type(), " on non-float32"));
+  Shape axes = AttrInts(op, "axes");
+  const int r = static_cast<int>(x.shape.size());
+  if (axes.empty()) {
+    for (int d = 0; d < r; ++d) axes.push_back(d);
+  }
+  std::vector<bool> reduced(r, false);
+  for (int64_t a : axes) reduced[a] = true;
+  int64_t count = 1;
+  for (int d = 0; d < r; ++d)
+    if (reduced[d]) count *= x.shape[d];
+  const int64_t n_out = o.numel();
+  std::vector<double> acc(n_out, op.type() == "ReduceMax" ? -std::numeric_limits<double>::infinity() : 0.0);
+  // Output strides over the kept dimensions.
+  Shape kept_strides(r, 0);
+  int64_t s = 1;
+  for (int d = r - 1; d >= 0; --d) {
+    if (!reduced[d]) {
+      kept_strides[d] = s;
+      s *= x.shape[d];
+    }
+  }
+  Shape idx(r, 0);
+  const int64_t total = x.numel();
+  for (int64_t e = 0; e < total; ++e) {
+    int64_t oi = 0;
+    for (int d = 0; d < r; ++d) oi += idx[d] * kept_strides[d];
+    const double v = x.as<float>()[e];
+    if (op.type() == "ReduceMax") acc[oi] = std::max(acc[oi], v);
+    else acc[oi] += v;
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[d] < x.shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  for (int64_t i = 0; i < n_out; ++i) {
+    o.as<float>()[i] = static_cast<float>(op.type() == "ReduceMean" ? acc[i] / static_cast<double>(count) : acc[i]);
+  }
+  return absl::OkStatus();
+}
+
+// data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] -> data with rows written at the
+// positions. Negative positions count from the end (QEfficient writes pads to slot C-1);
+// positions still outside [0, C) (the INT32_MAX sentinel) are skipped.
+absl::Status CtxScatter(const std::vector<TensorRef>& in, const TensorRef& o) {
+  const TensorRef& data = in[0];
+  const TensorRef& pos = in[1];
+  const TensorRef& upd = in[2];
+  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2) {
+    return absl::InvalidArgumentError("CtxScatter expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D]");
+  }
+  const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3], C = data.shape[2];
+  if (o.data != data.data) std::memcpy(o.data, data.data, data.bytes());
+  const size_t es = DTypeSize(data.dtype);
+  auto* dst = static_cast<uint8_t*>(o.data);
+  const auto* src = static_cast<const uint8_t*>(upd.data);
+  const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t p = pos.dtype == qeff::v1::I32 ? pos.as<int32_t>()[b * pos_b * S + s] : pos.as<int64_t>()[b * pos_b * S + s];
+      if (p < 0) p += C;
+      if (p < 0 || p >= C) continue;
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(dst + (((b * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// data [B,H,C,D], ctx_indices (any shape holding L indices) -> [B,H,L,D].
+absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
+  const TensorRef& data = in[0];
+  const TensorRef& idx = in[1];
+  if (data.shape.size() != 4) return absl::InvalidArgumentError("CtxGather expects data [B,H,C,D]");
+  const int64_t BH = data.shape[0] * data.shape[1], C = data.shape[2], D = data.shape[3];
+  const int64_t L = idx.numel();
+  const size_t es = DTypeSize(data.dtype);
+  for (int64_t l = 0; l < L; ++l) {
+    int64_t p = idx.dtype == qeff::v1::I32 ? idx.as<int32_t>()[l] : idx.as<int64_t>()[l];
+    if (p < 0 || p >= C) return absl::InvalidArgumentError(absl::StrCat("CtxGather index ", p, " outside [0, ", C, ")"));
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      std::memcpy(static_cast<uint8_t*>(o.data) + ((bh * L) + l) * D * es,
+                  static_cast<const uint8_t*>(data.data) + ((bh * C) + p) * D * es, D * es);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsNnOp(const std::string& type) { return kNnOps.count(type) > 0; }
+
+absl::Status RunNnOp(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                     ThreadPool* pool) {
+  const std::string& t = op.type();
+  if (in.empty() || out.empty()) return absl::InvalidArgumentError(absl::StrCat(t, ": missing operands"));
+  if (t != "ArgMax" && t != "CtxScatter" && t != "CtxGather" && in[0].dtype != qeff::v1::F32) {
+    return absl::UnimplementedError(absl::StrCat(t, " on ", DTypeName(in[0].dtype)));
+  }
+  if (t == "Softmax") return Softmax(op, in[0], out[0], pool);
+  if (t == "LayerNormalization") return Norm(op, in, out, /*rms=*/false);
+  if (t == "RMSNorm") return Norm(op, in, out, /*rms=*/true);
+  if (t == "ArgMax") return ArgMax(op, in[0], out[0]);
+  if (t == "CtxScatter") {
+    if (in.size() != 3) return absl::InvalidArgumentError("CtxScatter needs 3 inputs");
+    return CtxScatter(in, out[0]);
+  }
+  if (t == "CtxGather") {
+    if (in.size() < 2) return absl::InvalidArgumentError("CtxGather needs 2 inputs");
+    return CtxGather(in, out[0]);
+  }
+  return Reduce(op, in[0], out[0]);
+}
+
+}  // namespace qeff::device

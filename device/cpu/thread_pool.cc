@@ -1,0 +1,83 @@
+#include "device/cpu/thread_pool.h"
+
+#include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace qeff::device {
+
+ThreadPool::ThreadPool(int num_threads) {
+  if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  num_threads_ = num_threads;
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { Worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::RunChunk(int index) {
+  const int64_t begin = index * chunk_;
+  const int64_t end = std::min(n_, begin + chunk_);
+  if (begin < end) (*fn_)(begin, end);
+}
+
+void ThreadPool::Worker(int index) {
+  uint64_t seen = 0;
+  while (true) {
+    // Spin ~100 µs for the next job, then sleep.
+    auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until) {
+#if defined(__x86_64__)
+      _mm_pause();
+#endif
+    }
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> l(mu_);
+      wake_.wait(l, [&] { return generation_.load() != seen; });
+    }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_) return;
+    RunChunk(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t max_chunks = (n + grain - 1) / grain;
+  if (num_threads_ == 1 || max_chunks == 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t chunks = std::min<int64_t>(num_threads_, max_chunks);
+  int64_t chunk = (n + chunks - 1) / chunks;
+  chunk = (chunk + grain - 1) / grain * grain;
+  fn_ = &fn;
+  n_ = n;
+  chunk_ = chunk;
+  pending_.store(num_threads_ - 1, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  wake_.notify_all();
+  RunChunk(0);
+  while (pending_.load(std::memory_order_acquire) != 0) {
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+  }
+}
+
+}  // namespace qeff::device

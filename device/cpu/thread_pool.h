@@ -1,0 +1,46 @@
+// A fixed pool of worker threads for data-parallel kernels. The calling thread takes part, so a
+// pool of N threads starts N-1 workers. Workers spin briefly before sleeping because decode
+// dispatches ~50 small parallel regions per token and a condvar wake-up costs tens of µs.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace qeff::device {
+
+class ThreadPool {
+ public:
+  // num_threads <= 0: one per hardware thread.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return num_threads_; }
+
+  // Splits [0, n) into contiguous chunks (multiples of `grain` except the last) and runs
+  // fn(begin, end) on them in parallel; returns when all are done. Not reentrant.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void Worker(int index);
+  void RunChunk(int index);
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  // The current job.
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0, chunk_ = 0;
+};
+
+}  // namespace qeff::device

@@ -1,0 +1,268 @@
+#include "services/compiler/passes.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "device/cpu/kernels.h"
+
+namespace qeff::compiler {
+namespace {
+
+// consumers[v] = live nodes reading value v.
+std::vector<std::vector<int>> Consumers(const IrGraph& g) {
+  std::vector<std::vector<int>> c(g.values.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].dead) continue;
+    for (int v : g.nodes[i].in)
+      if (v >= 0) c[v].push_back(static_cast<int>(i));
+  }
+  return c;
+}
+
+bool IsGraphOutput(const IrGraph& g, int v) {
+  for (const auto& [name, idx] : g.outputs)
+    if (idx == v) return true;
+  return false;
+}
+
+uint16_t ToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN stays NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// [K,N] f32 -> [N,K] in the cache's weight dtype.
+ConstPtr PackWeight(const ConstTensor& w, WeightCache& cache) {
+  auto key = std::make_pair(w.data, static_cast<int>(cache.weight_dtype));
+  auto it = cache.packed.find(key);
+  if (it != cache.packed.end()) return it->second;
+  const int64_t K = w.shape[0], N = w.shape[1];
+  auto p = ConstTensor::Allocate(cache.weight_dtype, {N, K});
+  const float* src = reinterpret_cast<const float*>(w.data);
+  // Blocked transpose keeps both sides cache-friendly for multi-hundred-MB matrices.
+  constexpr int64_t kB = 64;
+  for (int64_t k0 = 0; k0 < K; k0 += kB) {
+    for (int64_t n0 = 0; n0 < N; n0 += kB) {
+      for (int64_t k = k0; k < std::min(K, k0 + kB); ++k) {
+        for (int64_t n = n0; n < std::min(N, n0 + kB); ++n) {
+          const float v = src[k * N + n];
+          if (cache.weight_dtype == qeff::v1::BF16) reinterpret_cast<uint16_t*>(p->mutable_data())[n * K + k] = ToBf16(v);
+          else reinterpret_cast<float*>(p->mutable_data())[n * K + k] = v;
+        }
+      }
+    }
+  }
+  cache.packed[key] = p;
+  return p;
+}
+
+}  // namespace
+
+bool IsView(const IrGraph& g, const IrNode& n) {
+  return n.op.type() == "Reshape" && !n.in.empty() && n.in[0] >= 0 && g.Root(n.out[0]) == g.Root(n.in[0]);
+}
+
+void FuseLinear(IrGraph& g, WeightCache& cache) {
+  auto consumers = Consumers(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    IrNode& n = g.nodes[i];
+    if (n.dead || n.op.type() != "MatMul") continue;
+    const IrValue& w = g.values[n.in[1]];
+    if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) continue;
+    const int64_t N = w.shape[1];
+    IrValue packed;
+    packed.name = w.name + (cache.weight_dtype == qeff::v1::BF16 ? ".packed_bf16" : ".packed");
+    packed.constant = PackWeight(*w.constant, cache);
+    packed.dtype = packed.constant->dtype;
+    packed.shape = packed.constant->shape;
+    const int pv = g.AddValue(packed);
+    consumers.emplace_back();
+    n.op.set_type("Linear");
+    n.in[1] = pv;
+    // Bias: the only consumer is an Add of a constant holding N values along the last axis.
+    const int out = n.out[0];
+    if (consumers[out].size() != 1 || IsGraphOutput(g, out)) continue;
+    IrNode& add = g.nodes[consumers[out][0]];
+    if (add.op.type() != "Add") continue;
+    const int other = add.in[0] == out ? add.in[1] : add.in[0];
+    const IrValue& b = g.values[other];
+    if (!b.constant || b.dtype != qeff::v1::F32 || device::NumElements(b.shape) != N || b.shape.empty() ||
+        b.shape.back() != N || g.values[add.out[0]].shape != g.values[out].shape) {
+      continue;
+    }
+    n.in.push_back(other);
+    const int add_out = add.out[0];
+    add.dead = true;
+    n.out[0] = add_out;
+    g.values[add_out].producer = static_cast<int>(i);
+  }
+}
+
+void FuseTransposedB(IrGraph& g) {
+  auto consumers = Consumers(g);
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "MatMul") continue;
+    const int b = n.in[1];
+    const int p = g.values[b].producer;
+    if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != "Transpose") continue;
+    if (consumers[b].size() != 1 || IsGraphOutput(g, b)) continue;
+    const auto perm = device::AttrInts(g.nodes[p].op, "perm");
+    const size_t r = perm.size();
+    if (r < 2) continue;
+    bool swap_last = perm[r - 1] == static_cast<int64_t>(r - 2) && perm[r - 2] == static_cast<int64_t>(r - 1);
+    for (size_t d = 0; d + 2 < r; ++d) swap_last &= perm[d] == static_cast<int64_t>(d);
+    if (!swap_last) continue;
+    n.in[1] = g.nodes[p].in[0];
+    device::SetAttrInt(n.op, "trans_b", 1);
+  }
+}
+
+void ElideFullGather(IrGraph& g) {
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "CtxGather") continue;
+    const IrValue& data = g.values[n.in[0]];
+    const IrValue& idx = g.values[n.in[1]];
+    if (!idx.constant || data.shape.size() != 4) continue;
+    const int64_t C = data.shape[2];
+    if (device::NumElements(idx.shape) != C) continue;
+    bool identity = true;
+    for (int64_t i = 0; i < C && identity; ++i) {
+      const int64_t v = idx.dtype == qeff::v1::I32 ? reinterpret_cast<const int32_t*>(idx.constant->data)[i]
+                                                   : reinterpret_cast<const int64_t*>(idx.constant->data)[i];
+      identity = v == i;
+    }
+    if (!identity) continue;
+    n.op.Clear();
+    n.op.set_type("Reshape");
+    n.in = {n.in[0]};
+    g.values[n.out[0]].alias_of = n.in[0];
+  }
+}
+
+void RetainState(IrGraph& g) {
+  auto consumers = Consumers(g);
+  for (const auto& st : g.states) {
+    int out = -1;
+    for (const auto& [name, v] : g.outputs)
+      if (name == st.output_name) out = v;
+    if (out < 0) continue;
+    if (g.Root(out) == g.Root(st.value)) continue;  // passed through unchanged
+    const int r = g.Root(out);
+    const int p = g.values[r].producer;
+    bool in_place = false;
+    if (p >= 0 && g.nodes[p].op.type() == "CtxScatter" && g.Root(g.nodes[p].in[0]) == st.value &&
+        g.values[r].alias_of < 0) {
+      // Safe when every other reader of the old state runs before the scatter.
+      in_place = true;
+      for (size_t v = 0; v < g.values.size() && in_place; ++v) {
+        if (g.Root(static_cast<int>(v)) != st.value) continue;
+        for (int c : consumers[v]) {
+          if (c != p && c > p && !IsView(g, g.nodes[c])) in_place = false;
+        }
+      }
+    }
+    if (in_place) {
+      g.values[r].alias_of = st.value;
+      continue;
+    }
+    // Copy the new state into the buffer after everything else has run.
+    IrValue dst;
+    dst.name = st.output_name + ":store";
+    dst.dtype = st.dtype;
+    dst.shape = st.shape;
+    dst.alias_of = st.value;
+    dst.producer = static_cast<int>(g.nodes.size());
+    const int dv = g.AddValue(dst);
+    IrNode copy;
+    copy.op.set_type("Copy");
+    copy.in = {out};
+    copy.out = {dv};
+    g.nodes.push_back(copy);
+    for (auto& [name, v] : g.outputs)
+      if (name == st.output_name) v = dv;
+  }
+}
+
+void EliminateDeadCode(IrGraph& g) {
+  std::vector<bool> live(g.values.size(), false);
+  for (const auto& [name, v] : g.outputs) live[v] = true;
+  for (int i = static_cast<int>(g.nodes.size()) - 1; i >= 0; --i) {
+    IrNode& n = g.nodes[i];
+    if (n.dead) continue;
+    bool needed = false;
+    for (int v : n.out) needed |= live[v];
+    // In-place writes into retained state are needed even when their result is not read.
+    if (!needed) {
+      n.dead = true;
+      continue;
+    }
+    for (int v : n.in)
+      if (v >= 0) live[v] = true;
+  }
+}
+
+MemoryPlan PlanMemory(const IrGraph& g) {
+  constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kAlign = 64;
+  struct Interval {
+    int root;
+    int64_t start, end, bytes;
+  };
+  std::map<int, Interval> iv;
+  auto touch = [&](int v, int64_t t) {
+    const int r = g.Root(v);
+    const IrValue& rv = g.values[r];
+    if (rv.constant || rv.state >= 0) return;
+    auto it = iv.find(r);
+    if (it == iv.end()) {
+      const int64_t start = rv.host_input ? -1 : (rv.producer >= 0 ? rv.producer : t);
+      it = iv.emplace(r, Interval{r, start, t, static_cast<int64_t>(rv.bytes())}).first;
+    }
+    it->second.start = std::min(it->second.start, t);
+    it->second.end = std::max(it->second.end, t);
+  };
+  for (const auto& [name, v] : g.inputs) touch(v, -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const IrNode& n = g.nodes[i];
+    if (n.dead) continue;
+    for (int v : n.in)
+      if (v >= 0) touch(v, static_cast<int64_t>(i));
+    for (int v : n.out) touch(v, static_cast<int64_t>(i));
+  }
+  for (const auto& [name, v] : g.outputs) touch(v, kEnd);
+  // Host inputs live for the whole call (the host writes them before the first op).
+  for (const auto& [name, v] : g.inputs) iv[g.Root(v)].start = -1;
+
+  std::vector<Interval> order;
+  for (const auto& [r, i] : iv) order.push_back(i);
+  std::sort(order.begin(), order.end(), [](const Interval& a, const Interval& b) {
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.root < b.root;
+  });
+  MemoryPlan plan;
+  std::vector<std::pair<Interval, int64_t>> placed;
+  for (const auto& cur : order) {
+    const int64_t size = (std::max<int64_t>(cur.bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    // Blocks alive at the same time, by offset; take the first gap that fits.
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (const auto& [p, off] : placed) {
+      if (p.start <= cur.end && cur.start <= p.end) {
+        busy.emplace_back(off, off + (std::max<int64_t>(p.bytes, 1) + kAlign - 1) / kAlign * kAlign);
+      }
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t off = 0;
+    for (const auto& [b, e] : busy) {
+      if (off + size <= b) break;
+      off = std::max(off, e);
+    }
+    placed.emplace_back(cur, off);
+    plan.arena_offset[cur.root] = off;
+    plan.arena_bytes = std::max(plan.arena_bytes, off + size);
+  }
+  return plan;
+}
+
+}  // namespace qeff::compiler

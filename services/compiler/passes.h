@@ -1,0 +1,40 @@
+// IR passes run on every specialization, in this order:
+//   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed [N,K] weights
+//   FuseTransposedB    MatMul(a, Transpose(b, swap last two)) -> MatMul(a, b, trans_b)
+//   ElideFullGather    CtxGather over every cache slot in order -> a view of the cache
+//   RetainState        new KV written in place into the retained-state buffer when safe,
+//                      otherwise copied there at the end of the call
+//   EliminateDeadCode  drops nodes whose results nobody reads
+//   PlanMemory         static arena offsets from value lifetimes (views share storage)
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "services/compiler/ir.h"
+
+namespace qeff::compiler {
+
+// Packed weights shared by all specializations of one compile (keyed by source bytes).
+struct WeightCache {
+  device::DType weight_dtype = qeff::v1::F32;  // F32 or BF16 for Linear weights
+  std::map<std::pair<const uint8_t*, int>, ConstPtr> packed;
+};
+
+void FuseLinear(IrGraph& g, WeightCache& cache);
+void FuseTransposedB(IrGraph& g);
+void ElideFullGather(IrGraph& g);
+void RetainState(IrGraph& g);
+void EliminateDeadCode(IrGraph& g);
+
+struct MemoryPlan {
+  std::map<int, int64_t> arena_offset;  // root value -> byte offset
+  int64_t arena_bytes = 0;
+};
+MemoryPlan PlanMemory(const IrGraph& g);
+
+// True for nodes that only reinterpret their input's bytes (no kernel call needed).
+bool IsView(const IrGraph& g, const IrNode& n);
+
+}  // namespace qeff::compiler
