@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -47,6 +49,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const fs::path& qpc_dir, 
   int threads = num_threads > 0 ? num_threads : s->program_.num_threads();
   s->pool_ = std::make_unique<ThreadPool>(threads);
   openblas_set_num_threads(s->pool_->size());
+  const char* profile = std::getenv("QEFF_PROFILE");
+  s->profile_ = profile != nullptr && std::string(profile) == "1";
   QEFF_RETURN_IF_ERROR(s->Prepare());
   s->ResetState();
   return s;
@@ -161,7 +165,12 @@ absl::Status Session::Run(int spec, const NamedInputs& inputs) {
   }
   last_spec_ = -1;
   for (int i = 0; i < sp.ops_size(); ++i) {
+    const auto t0 = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     absl::Status st = RunKernel(sp.ops(i), p.op_inputs[i], p.op_outputs[i], pool_.get());
+    if (profile_) {
+      profile_ms_[sp.ops(i).type()] +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrCat("op ", i, " (", sp.ops(i).type(), "): ", st.message()));
     }
@@ -180,6 +189,20 @@ absl::StatusOr<HostTensor> Session::Output(const std::string& name) const {
     }
   }
   return absl::NotFoundError(absl::StrCat("the program has no output '", name, "'"));
+}
+
+std::string Session::TakeProfile() {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [type, ms] : profile_ms_) {
+    rows.emplace_back(ms, type);
+    total += ms;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::string out;
+  for (const auto& [ms, type] : rows) absl::StrAppend(&out, type, ": ", ms, " ms (", 100 * ms / std::max(total, 1e-9), "%)\n");
+  profile_ms_.clear();
+  return out;
 }
 
 absl::StatusOr<HostTensor> Session::State(const std::string& name) const {

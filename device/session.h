@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,6 +47,9 @@ class Session {
   absl::Status Run(int spec, const NamedInputs& inputs);
   absl::StatusOr<HostTensor> Output(const std::string& name) const;
 
+  // Per-op-type wall time of every Run since the last call (QEFF_PROFILE=1 enables it).
+  std::string TakeProfile();
+
   // Read-only view of a retained-state buffer by input name (tests and debugging).
   absl::StatusOr<HostTensor> State(const std::string& name) const;
 
@@ -69,6 +73,8 @@ class Session {
   std::unique_ptr<ThreadPool> pool_;
   int vocab_size_ = 0;
   int last_spec_ = -1;
+  bool profile_ = false;
+  std::map<std::string, double> profile_ms_;
 };
 
 }  // namespace qeff::device

@@ -109,16 +109,21 @@ void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* b
                 int64_t n1) {
 #if defined(__x86_64__)
   if (HasAvx512()) {
-    // Input rows in groups of up to 4 so the weight block stays in registers/L1.
-    for (int64_t m = 0; m < M; m += 4) {
-      const int64_t mr = std::min<int64_t>(4, M - m);
-      const float* xm = x + m * K;
-      float* ym = y + m * N;
-      switch (mr) {
-        case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, n0, n1); break;
-        case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, n0, n1); break;
-        case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, n0, n1); break;
-        default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, n0, n1); break;
+    // Weight rows in blocks small enough to stay in L2 while every group of up to 4 input rows
+    // passes over them: each weight byte comes from memory once per call, whatever M is.
+    const int64_t block = std::max<int64_t>(4, (int64_t{96} << 10) / (K * static_cast<int64_t>(sizeof(W))) / 4 * 4);
+    for (int64_t nb = n0; nb < n1; nb += block) {
+      const int64_t ne = std::min(n1, nb + block);
+      for (int64_t m = 0; m < M; m += 4) {
+        const int64_t mr = std::min<int64_t>(4, M - m);
+        const float* xm = x + m * K;
+        float* ym = y + m * N;
+        switch (mr) {
+          case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, nb, ne); break;
+          case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, nb, ne); break;
+          case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, nb, ne); break;
+          default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, nb, ne); break;
+        }
       }
     }
     return;

@@ -1,0 +1,169 @@
+// Decode speed of qeff's cpu runtime on an HF folder, as a ratio to the memory-bandwidth
+// roofline: every decode step must stream each weight byte once, so
+//   roofline tokens/s = measured read bandwidth / weight bytes read per token.
+//
+//   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16]
+//                     [--threads 0] [--bandwidth-gbs X]
+// Prints one JSON object. Without --bandwidth-gbs it measures read bandwidth itself.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/hf/model_folder.h"
+#include "common/util/files.h"
+#include "device/session.h"
+#include "qeff/v1/program.pb.h"
+#include "services/compiler/compiler.h"
+#include "services/exporter/exporter.h"
+#include "services/runner/generator.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Sums a large array with `threads` threads; best of 3, GB/s.
+double ReadBandwidth(int threads) {
+  const size_t n = (size_t{1} << 30) / sizeof(float);
+  std::vector<float> data(n, 1.0f);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<float> sums(threads);
+    auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        const size_t b = n * t / threads, e = n * (t + 1) / threads;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (size_t i = b; i + 4 <= e; i += 4) {
+          a0 += data[i];
+          a1 += data[i + 1];
+          a2 += data[i + 2];
+          a3 += data[i + 3];
+        }
+        sums[t] = a0 + a1 + a2 + a3;
+      });
+    }
+    for (auto& t : ts) t.join();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, n * sizeof(float) / s / 1e9);
+  }
+  return best;
+}
+
+// Bytes of constant data the decode specialization reads per call (gathers read rows only).
+int64_t DecodeWeightBytes(const fs::path& qpc) {
+  auto bytes = qeff::util::ReadFile(qpc / "program.pb", 1ull << 30);
+  qeff::v1::Program program;
+  if (!bytes.ok() || !program.ParseFromString(*bytes)) return 0;
+  const auto* spec = &program.specializations(0);
+  for (const auto& s : program.specializations())
+    if (s.seq_len() < spec->seq_len()) spec = &s;
+  int64_t total = 0;
+  for (const auto& op : spec->ops()) {
+    for (int k = 0; k < op.inputs_size(); ++k) {
+      const int i = op.inputs(k);
+      if (i < 0 || spec->tensors(i).storage() != qeff::v1::WEIGHT) continue;
+      const auto& t = spec->tensors(i);
+      if ((op.type() == "Gather" || op.type() == "GatherElements") && k == 0) {
+        total += t.bytes() / std::max<int64_t>(1, t.shape(0));  // one row per token
+      } else {
+        total += t.bytes();
+      }
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qeff decode benchmark (roofline ratio)"};
+  std::string model, dtype = "fp32";
+  int ctx = 256, prompt = 32, steps = 128, threads = 0;
+  double bw = 0;
+  app.add_option("--model", model, "HF model folder")->required();
+  app.add_option("--ctx", ctx);
+  app.add_option("--prompt", prompt);
+  app.add_option("--steps", steps);
+  app.add_option("--weight-dtype", dtype);
+  app.add_option("--threads", threads, "0 = all cores");
+  app.add_option("--bandwidth-gbs", bw, "memory read bandwidth; measured when 0");
+  CLI11_PARSE(app, argc, argv);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  const fs::path work = fs::temp_directory_path() / ("qeff-decode-bench-" + std::to_string(::getpid()));
+  fs::create_directories(work / "export");
+  fs::create_directories(work / "qpc");
+  auto folder = qeff::hf::ModelFolder::Open(model);
+  if (!folder.ok()) {
+    std::fprintf(stderr, "%s\n", folder.status().ToString().c_str());
+    return 1;
+  }
+  auto t0 = Clock::now();
+  auto exported = qeff::exporter::ExportModel(*folder, {}, work / "export", [](auto&&...) {});
+  if (!exported.ok()) {
+    std::fprintf(stderr, "export: %s\n", exported.status().ToString().c_str());
+    return 1;
+  }
+  auto t1 = Clock::now();
+  qeff::compiler::CompileOptions opt;
+  opt.ctx_len = ctx;
+  opt.prefill_seq_len = prompt;
+  opt.weight_dtype = dtype;
+  opt.num_cores = threads;
+  auto compiled = qeff::compiler::CompileModel(work / "export", opt, work / "qpc", [](auto&&...) {});
+  if (!compiled.ok()) {
+    std::fprintf(stderr, "compile: %s\n", compiled.status().ToString().c_str());
+    return 1;
+  }
+  auto t2 = Clock::now();
+  auto session = qeff::device::Session::Load(work / "qpc", threads);
+  if (!session.ok()) {
+    std::fprintf(stderr, "load: %s\n", session.status().ToString().c_str());
+    return 1;
+  }
+  qeff::runner::GenerationRequest req;
+  for (int i = 0; i < prompt; ++i) req.prompt.push_back(100 + i);
+  req.max_new_tokens = 8;
+  (void)qeff::runner::Generate(**session, req, [](int32_t) { return true; });  // warm-up
+  req.max_new_tokens = steps;
+  (void)(*session)->TakeProfile();
+  auto r = qeff::runner::Generate(**session, req, [](int32_t) { return true; });
+  if (!r.ok()) {
+    std::fprintf(stderr, "generate: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  if (bw <= 0) bw = ReadBandwidth(threads);
+  const int64_t wbytes = DecodeWeightBytes(work / "qpc");
+  const double roofline = bw * 1e9 / static_cast<double>(wbytes);
+  nlohmann::json out = {
+      {"model", model},
+      {"weight_dtype", dtype},
+      {"threads", threads},
+      {"ctx_len", ctx},
+      {"prompt_tokens", prompt},
+      {"decode_steps", steps},
+      {"export_s", std::chrono::duration<double>(t1 - t0).count()},
+      {"compile_s", std::chrono::duration<double>(t2 - t1).count()},
+      {"ttft_ms", r->stats.ttft_ms},
+      {"decode_tokens_per_s", r->stats.decode_tokens_per_s},
+      {"weight_bytes_per_token", wbytes},
+      {"effective_gb_per_s", r->stats.decode_tokens_per_s * static_cast<double>(wbytes) / 1e9},
+      {"read_bandwidth_gb_per_s", bw},
+      {"roofline_tokens_per_s", roofline},
+      {"fraction_of_roofline", r->stats.decode_tokens_per_s / roofline}};
+  std::printf("%s\n", out.dump(2).c_str());
+  const std::string profile = (*session)->TakeProfile();
+  if (!profile.empty()) std::fprintf(stderr, "per-op time (QEFF_PROFILE=1):\n%s", profile.c_str());
+  fs::remove_all(work);
+  return 0;
+}
