@@ -168,6 +168,8 @@ void PrintJson(const nlohmann::json& j) {
 int main(int argc, char** argv) {
   CLI::App app{"qeffctl: export, compile and run HuggingFace models with qeff"};
   app.require_subcommand(1);
+  // Global flags (--server, --json, ...) may come before or after the subcommand, as scripts use both.
+  app.fallthrough();
   Common c;
   const char* env_server = std::getenv("QEFF_SERVER");
   c.server = env_server != nullptr ? env_server : "127.0.0.1:50051";
@@ -308,16 +310,20 @@ int main(int argc, char** argv) {
     }
     return RunTokenizeCommand(tokenizer_dir, jsonl, text, std::cout, std::cerr);
   } else if (*cache_cmd) {
-    auto store = qeff::artifacts::Store::Open(cache_dir.empty() ? qeff::artifacts::DefaultCacheRoot() : cache_dir);
+    auto store = qeff::artifacts::Store::Open(cache_dir.empty() ? qeff::artifacts::DefaultCacheRoot()
+                                                                 : std::filesystem::path(cache_dir));
     if (!store.ok()) return Fail(store.status());
     if (*cache_gc) {
       out["removed"] = store->CollectGarbage();
     } else if (*cache_ls) {
       out["artifacts"] = nlohmann::json::array();
       for (const auto& a : store->List()) {
-        out["artifacts"].push_back({{"kind", qeff::artifacts::KindName(a.kind)}, {"key", a.key},
-                                    {"bytes", a.bytes}, {"architecture", a.manifest.value("architecture", "")},
-                                    {"path", a.path.string()}});
+        nlohmann::json item = {{"kind", qeff::artifacts::KindName(a.kind)},
+                               {"key", a.key},
+                               {"bytes", a.bytes},
+                               {"architecture", a.manifest.value("architecture", std::string())},
+                               {"path", a.path.string()}};
+        out["artifacts"].push_back(std::move(item));
       }
     }
   }

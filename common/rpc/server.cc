@@ -1,7 +1,10 @@
 #include "common/rpc/server.h"
 
-#include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
@@ -13,13 +16,26 @@
 #include <spdlog/spdlog.h>
 
 namespace qeff::rpc {
-void BlockTerminationSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+void OnTerminationSignal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe[1], &b, 1);
 }
+
+// Routes SIGTERM/SIGINT into a pipe; returns false if that cannot be set up.
+bool InstallTerminationHandler() {
+  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) return false;
+  struct sigaction sa = {};
+  sa.sa_handler = OnTerminationSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  return ::sigaction(SIGTERM, &sa, nullptr) == 0 && ::sigaction(SIGINT, &sa, nullptr) == 0;
+}
+
+}  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -32,7 +48,10 @@ absl::Status FromGrpc(const grpc::Status& status) {
 }
 
 int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& services) {
-  BlockTerminationSignals();
+  if (!InstallTerminationHandler()) {
+    spdlog::error("cannot install the SIGTERM handler");
+    return 2;
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -55,12 +74,9 @@ int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& servi
   spdlog::info("serving {} service(s) on {}:{} cache={}", services.size(), host, port, config.cache_dir);
 
   std::thread waiter([&server] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    sigwait(&set, &sig);
+    unsigned char sig = 0;
+    while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
     spdlog::info("signal {}: draining calls and stopping", sig);
     server->GetHealthCheckService()->SetServingStatus(false);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));

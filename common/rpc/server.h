@@ -26,12 +26,9 @@ struct ServiceEntry {
 
 // Starts the server with health checking and reflection, prints the bound address, and blocks
 // until SIGTERM or SIGINT; then stops accepting calls and drains running ones (10 s grace).
-// Call BlockTerminationSignals() first thing in main so every thread inherits the mask.
+// The signal handler only writes to a pipe (libraries such as OpenBLAS start threads before
+// main, so blocking signals per thread cannot work); a waiter thread does the shutdown.
 int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& services);
-
-// Blocks SIGTERM/SIGINT in the calling thread (and the threads it starts later); RunServer
-// waits for them synchronously, so shutdown never runs inside a signal handler.
-void BlockTerminationSignals();
 
 // absl and gRPC share the canonical status codes.
 grpc::Status ToGrpc(const absl::Status& status);

@@ -11,11 +11,11 @@ namespace qeff::compiler {
 namespace fs = std::filesystem;
 namespace {
 
-// Files the runner needs besides the program: the tokenizer travels with the qpc so a runner
-// needs nothing but the qpc directory.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json",
-                                           "merges.txt", "special_tokens_map.json",
-                                           "generation_config.json", "config.json"};
+// Files the runner needs besides the program: the tokenizer and configs travel with the qpc
+// so a runner needs nothing but the qpc directory.
+constexpr const char* kCarriedFiles[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                                         "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+                                         "generation_config.json", "config.json"};
 
 void SendProgress(grpc::ServerWriter<qeff::v1::CompileEvent>* writer, const std::string& stage,
                   const std::string& message, int64_t done, int64_t total) {
@@ -71,7 +71,7 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
                               [&](const std::string& stage, const std::string& message, int64_t done,
                                   int64_t total) { SendProgress(writer, stage, message, done, total); });
         if (!s.ok()) return s.status();
-        for (const char* name : kTokenizerFiles) {
+        for (const char* name : kCarriedFiles) {
           std::error_code ec;
           if (fs::is_regular_file(*export_dir / name, ec)) {
             fs::copy_file(*export_dir / name, staging / name, ec);

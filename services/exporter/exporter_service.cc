@@ -60,7 +60,9 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
                                  int64_t total) { SendProgress(writer, stage, message, done, total); });
         if (!s.ok()) return s.status();
         // The config travels with the export (and on into the qpc) so later stages need only the cache.
-        for (const char* name : {"config.json", "generation_config.json"}) {
+        std::vector<std::string> carried = hf::TokenizerFileNames();
+        carried.push_back("config.json");
+        for (const std::string& name : carried) {
           std::error_code ec;
           if (std::filesystem::is_regular_file(*dir / name, ec) && !std::filesystem::exists(staging / name, ec)) {
             std::filesystem::copy_file(*dir / name, staging / name, ec);

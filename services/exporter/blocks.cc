@@ -1,0 +1,190 @@
+#include "services/exporter/blocks.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/util/status_macros.h"
+#include "services/exporter/custom_ops.h"
+
+namespace qeff::exporter {
+namespace {
+
+using json = nlohmann::json;
+
+absl::Status BadConfig(const std::string& key, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("config.json: ", key, " ", what));
+}
+
+std::string ShapeStr(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+}  // namespace
+
+absl::StatusOr<int64_t> ConfigInt(const json& config, const std::string& key, int64_t min, int64_t max,
+                                  const int64_t* fallback) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) {
+    if (fallback != nullptr) return *fallback;
+    return BadConfig(key, "is missing");
+  }
+  int64_t v;
+  if (it->is_number_unsigned()) {
+    uint64_t u = it->get<uint64_t>();
+    if (u > static_cast<uint64_t>(max)) return BadConfig(key, absl::StrCat("= ", u, " is above the limit ", max));
+    v = static_cast<int64_t>(u);
+  } else if (it->is_number_integer()) {
+    v = it->get<int64_t>();
+  } else {
+    return BadConfig(key, absl::StrCat("must be an integer, got ", it->dump()));
+  }
+  if (v < min || v > max) return BadConfig(key, absl::StrCat("= ", v, " is outside [", min, ", ", max, "]"));
+  return v;
+}
+
+absl::StatusOr<double> ConfigFloat(const json& config, const std::string& key, double min, double max,
+                                   double fallback) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_number()) return BadConfig(key, absl::StrCat("must be a number, got ", it->dump()));
+  double v = it->get<double>();
+  if (!(v >= min && v <= max)) return BadConfig(key, absl::StrCat("= ", v, " is outside [", min, ", ", max, "]"));
+  return v;
+}
+
+absl::StatusOr<bool> ConfigBool(const json& config, const std::string& key, bool fallback) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) return BadConfig(key, absl::StrCat("must be true or false, got ", it->dump()));
+  return it->get<bool>();
+}
+
+absl::StatusOr<std::string> ConfigString(const json& config, const std::string& key, const std::string& fallback) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_string()) return BadConfig(key, absl::StrCat("must be a string, got ", it->dump()));
+  return it->get<std::string>();
+}
+
+absl::StatusOr<std::string> LoadWeight(GraphBuilder& g, const hf::ModelFolder& folder, const std::string& name,
+                                       const std::vector<int64_t>& shape) {
+  QEFF_ASSIGN_OR_RETURN(hf::TensorView view, folder.Tensor(name));
+  if (!hf::IsFloatingWeight(view.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"", name, "\" has dtype ",
+                                                   hf::DTypeName(view.dtype), "; expected F32, F16 or BF16"));
+  }
+  if (view.shape != shape) {
+    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"", name, "\" has shape ", ShapeStr(view.shape),
+                                                   "; config.json implies ", ShapeStr(shape)));
+  }
+  return g.Weight(name, view);
+}
+
+std::string PastKey(int layer) { return absl::StrCat("past_key.", layer); }
+std::string PastValue(int layer) { return absl::StrCat("past_value.", layer); }
+
+CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& s) {
+  constexpr int32_t kI64 = onnx::TensorProto::INT64;
+  constexpr int32_t kF32 = onnx::TensorProto::FLOAT;
+  const std::vector<Dim> kv_dims = {"batch_size", s.kv_heads, "ctx_len", s.head_dim};
+  g.Input("input_ids", kI64, {"batch_size", "seq_len"});
+  g.Input("position_ids", kI64, {"batch_size", "seq_len"});
+  for (int i = 0; i < s.num_layers; ++i) {
+    g.Input(PastKey(i), kF32, kv_dims);
+    g.Input(PastValue(i), kF32, kv_dims);
+  }
+  g.Output("logits", kF32, {"batch_size", 1, s.vocab});
+  for (int i = 0; i < s.num_layers; ++i) {
+    g.Output(PastKey(i) + "_RetainedState", kF32, kv_dims);
+    g.Output(PastValue(i) + "_RetainedState", kF32, kv_dims);
+  }
+
+  CausalLMIO io;
+  io.input_ids = "input_ids";
+  io.position_ids = "position_ids";
+  // ctx_len comes from the cache input's shape, so one graph serves every ctx_len and the
+  // compiler folds it per specialization.
+  std::string kv_shape = g.Node("Shape", {PastKey(0)}, {}, "kv_shape");
+  std::string ctx_len = g.Node("Gather", {kv_shape, g.ScalarI64(2)}, {AttrInt("axis", 0)}, "ctx_len");
+  std::string range = g.Node("Range", {g.ScalarI64(0), ctx_len, g.ScalarI64(1)}, {}, "ctx_range");
+  io.ctx_indices = g.Node("Unsqueeze", {range, g.VectorI64({0, 1})}, {}, "ctx_indices");
+  // mask[b,0,s,c] = c > position_ids[b,s]: future slots and, for padding (-1), every slot.
+  std::string kv_idx = g.Node("Unsqueeze", {io.ctx_indices, g.VectorI64({2})}, {}, "kv_idx");
+  std::string pos4 = g.Node("Unsqueeze", {io.position_ids, g.VectorI64({1, 3})}, {}, "pos4");
+  io.causal_mask = g.Node("Greater", {kv_idx, pos4}, {}, "causal_mask");
+  return io;
+}
+
+std::string Linear(GraphBuilder& g, const std::string& x, const std::string& weight_in_out, const std::string& bias) {
+  std::string y = g.Node("MatMul", {x, weight_in_out}, {}, "matmul");
+  if (!bias.empty()) y = g.Node("Add", {y, bias}, {}, "bias_add");
+  return y;
+}
+
+std::string LayerNorm(GraphBuilder& g, const std::string& x, const std::string& scale, const std::string& bias,
+                      float epsilon) {
+  return g.Node("LayerNormalization", {x, scale, bias}, {AttrInt("axis", -1), AttrFloat("epsilon", epsilon)},
+                "layer_norm");
+}
+
+std::string GeluTanh(GraphBuilder& g, const std::string& x) {
+  // Same operation order as HF's NewGELUActivation, for bitwise-close results.
+  const float kSqrt2OverPi = static_cast<float>(std::sqrt(2.0 / M_PI));
+  std::string cube = g.Node("Pow", {x, g.ScalarF32(3.0f)}, {}, "gelu_cube");
+  std::string scaled = g.Node("Mul", {g.ScalarF32(0.044715f), cube}, {}, "gelu_mul");
+  std::string inner = g.Node("Add", {x, scaled}, {}, "gelu_add");
+  std::string arg = g.Node("Mul", {g.ScalarF32(kSqrt2OverPi), inner}, {}, "gelu_mul");
+  std::string t = g.Node("Tanh", {arg}, {}, "gelu_tanh");
+  std::string one_plus = g.Node("Add", {g.ScalarF32(1.0f), t}, {}, "gelu_add");
+  std::string half_x = g.Node("Mul", {g.ScalarF32(0.5f), x}, {}, "gelu_half");
+  return g.Node("Mul", {half_x, one_plus}, {}, "gelu");
+}
+
+std::string GeluErf(GraphBuilder& g, const std::string& x) {
+  std::string scaled = g.Node("Div", {x, g.ScalarF32(static_cast<float>(std::sqrt(2.0)))}, {}, "gelu_div");
+  std::string e = g.Node("Erf", {scaled}, {}, "gelu_erf");
+  std::string one_plus = g.Node("Add", {g.ScalarF32(1.0f), e}, {}, "gelu_add");
+  std::string half_x = g.Node("Mul", {g.ScalarF32(0.5f), x}, {}, "gelu_half");
+  return g.Node("Mul", {half_x, one_plus}, {}, "gelu");
+}
+
+std::string SplitHeads(GraphBuilder& g, const std::string& x, int64_t heads, int64_t head_dim) {
+  // 0 copies batch and seq_len from the input: no baked-in sizes.
+  std::string r = g.Node("Reshape", {x, g.VectorI64({0, 0, heads, head_dim})}, {}, "split_heads");
+  return g.Node("Transpose", {r}, {AttrInts("perm", {0, 2, 1, 3})}, "heads_first");
+}
+
+std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden) {
+  std::string t = g.Node("Transpose", {x}, {AttrInts("perm", {0, 2, 1, 3})}, "seq_first");
+  return g.Node("Reshape", {t, g.VectorI64({0, 0, hidden})}, {}, "merge_heads");
+}
+
+std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
+                            const std::string& k, const std::string& v, const std::vector<float>& score_divisors) {
+  const std::string k_state = PastKey(layer) + "_RetainedState";
+  const std::string v_state = PastValue(layer) + "_RetainedState";
+  CtxScatter(g, PastKey(layer), io.position_ids, k, k_state);
+  CtxScatter(g, PastValue(layer), io.position_ids, v, v_state);
+  std::string k_all = CtxGather(g, k_state, io.ctx_indices);
+  std::string v_all = CtxGather(g, v_state, io.ctx_indices);
+  std::string k_t = g.Node("Transpose", {k_all}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");
+  std::string scores = g.Node("MatMul", {q, k_t}, {}, "scores");
+  for (float d : score_divisors) scores = g.Node("Div", {scores, g.ScalarF32(d)}, {}, "scores_scaled");
+  std::string masked = g.Node("Where", {io.causal_mask, g.ScalarF32(std::numeric_limits<float>::lowest()), scores},
+                              {}, "scores_masked");
+  std::string probs = g.Node("Softmax", {masked}, {AttrInt("axis", -1)}, "probs");
+  return g.Node("MatMul", {probs, v_all}, {}, "attn");
+}
+
+void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
+                          const std::string& embedding_vh) {
+  // The last real token of each row is where position_ids is largest (padding is -1).
+  std::string idx = g.Node("ArgMax", {io.position_ids}, {AttrInt("axis", 1), AttrInt("keepdims", 1)}, "last_pos");
+  std::string idx3 = g.Node("Unsqueeze", {idx, g.VectorI64({2})}, {}, "last_pos3");
+  std::string idx_h = g.Node("Expand", {idx3, g.VectorI64({1, 1, hidden_size})}, {}, "last_pos_h");
+  std::string last = g.Node("GatherElements", {hidden, idx_h}, {AttrInt("axis", 1)}, "last_hidden");
+  std::string w_t = g.Node("Transpose", {embedding_vh}, {AttrInts("perm", {1, 0})}, "lm_head_t");
+  g.NodeNamed("MatMul", {last, w_t}, {"logits"});
+}
+
+}  // namespace qeff::exporter

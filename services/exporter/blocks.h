@@ -1,0 +1,85 @@
+// Building blocks shared by the architecture builders: the QEff causal-LM IO contract (inputs,
+// retained-state KV outputs, causal mask over the cache, logits at argmax(position_ids)),
+// KV-cache attention with CtxScatter/CtxGather, norms, linear layers, activations, and checked
+// config/weight access.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "common/hf/model_folder.h"
+#include "services/exporter/graph_builder.h"
+
+namespace qeff::exporter {
+
+// ---- config.json access with validation (INVALID_ARGUMENT naming the field) ----
+// An integer in [min, max]; `fallback` when absent or null (pass nullptr to require it).
+absl::StatusOr<int64_t> ConfigInt(const nlohmann::json& config, const std::string& key, int64_t min, int64_t max,
+                                  const int64_t* fallback = nullptr);
+absl::StatusOr<double> ConfigFloat(const nlohmann::json& config, const std::string& key, double min, double max,
+                                   double fallback);
+absl::StatusOr<bool> ConfigBool(const nlohmann::json& config, const std::string& key, bool fallback);
+absl::StatusOr<std::string> ConfigString(const nlohmann::json& config, const std::string& key,
+                                         const std::string& fallback);
+
+// ---- weights ----
+// Looks up `name`, checks dtype and shape, and adds it as an external-data initializer.
+absl::StatusOr<std::string> LoadWeight(GraphBuilder& g, const hf::ModelFolder& folder, const std::string& name,
+                                       const std::vector<int64_t>& shape);
+
+// ---- QEff causal-LM IO ----
+struct CausalLMShape {
+  int num_layers = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t vocab = 0;
+};
+
+struct CausalLMIO {
+  std::string input_ids;     // int64 [B,S]
+  std::string position_ids;  // int64 [B,S], -1 = padding
+  std::string ctx_indices;   // int64 [1,1,C] = Range(0, C), C from past_key.0
+  std::string causal_mask;   // bool [B,1,S,C], true where the slot must not be attended
+};
+
+// Declares inputs (input_ids, position_ids, past_key.i / past_value.i) and outputs (logits,
+// then past_key.i_RetainedState / past_value.i_RetainedState in layer order), and builds the
+// ctx indices and causal mask every layer shares.
+CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& shape);
+
+std::string PastKey(int layer);
+std::string PastValue(int layer);
+
+// ---- layers ----
+std::string Linear(GraphBuilder& g, const std::string& x, const std::string& weight_in_out,
+                   const std::string& bias = "");
+std::string LayerNorm(GraphBuilder& g, const std::string& x, const std::string& scale, const std::string& bias,
+                      float epsilon);
+// 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))) (HF gelu_new / gelu_pytorch_tanh).
+std::string GeluTanh(GraphBuilder& g, const std::string& x);
+// 0.5·x·(1 + erf(x/√2)) (HF gelu).
+std::string GeluErf(GraphBuilder& g, const std::string& x);
+
+// [B,S,heads·head_dim] -> [B,heads,S,head_dim] and back.
+std::string SplitHeads(GraphBuilder& g, const std::string& x, int64_t heads, int64_t head_dim);
+std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden);
+
+// Attention over the retained KV cache of `layer`: new k/v ([B,heads,S,hd]; grouped-query
+// attention, fewer kv heads than q heads, is not handled here yet) are written with
+// CtxScatter at position_ids (those outputs are the *_RetainedState graph outputs), the whole
+// cache is read back with CtxGather, scores = q·kᵀ divided by each of `score_divisors` in
+// turn, masked with float32 lowest (finite, so fully padded rows stay finite), softmax, ·v.
+// Returns [B,heads,S,hd].
+std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
+                            const std::string& k, const std::string& v, const std::vector<float>& score_divisors);
+
+// logits output [B,1,V]: the hidden state at argmax(position_ids) of each row times
+// Transpose(embedding [V,H]).
+void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
+                          const std::string& embedding_vh);
+
+}  // namespace qeff::exporter

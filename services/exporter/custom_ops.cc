@@ -1,0 +1,148 @@
+#include "services/exporter/custom_ops.h"
+
+#include <vector>
+
+namespace qeff::exporter {
+namespace {
+
+// Builds a function body node by node with readable local names.
+class Body {
+ public:
+  explicit Body(onnx::FunctionProto* fn) : fn_(fn) {}
+
+  std::string Op(const std::string& op, const std::vector<std::string>& inputs, const std::string& out,
+                 const std::vector<Attr>& attrs = {}) {
+    auto* n = fn_->add_node();
+    n->set_op_type(op);
+    for (const auto& i : inputs) n->add_input(i);
+    n->add_output(out);
+    for (const auto& a : attrs) *n->add_attribute() = a;
+    return out;
+  }
+
+  std::string ConstI64(const std::string& out, const std::vector<int64_t>& values, bool scalar) {
+    Attr a;
+    a.set_name("value");
+    a.set_type(onnx::AttributeProto::TENSOR);
+    auto* t = a.mutable_t();
+    t->set_data_type(onnx::TensorProto::INT64);
+    if (!scalar) t->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t v : values) t->add_int64_data(v);
+    return Op("Constant", {}, out, {a});
+  }
+
+ private:
+  onnx::FunctionProto* fn_;
+};
+
+onnx::FunctionProto NewFunction(const char* domain, const char* name, const std::vector<std::string>& inputs,
+                                const std::vector<std::string>& outputs) {
+  onnx::FunctionProto fn;
+  fn.set_domain(domain);
+  fn.set_name(name);
+  for (const auto& i : inputs) fn.add_input(i);
+  for (const auto& o : outputs) fn.add_output(o);
+  auto* op = fn.add_opset_import();
+  op->set_domain("");
+  op->set_version(kOnnxOpset);
+  return fn;
+}
+
+}  // namespace
+
+onnx::FunctionProto CtxScatterFunction() {
+  auto fn = NewFunction(kQualcommDomain, "CtxScatter", {"data", "position_ids", "updates"}, {"out"});
+  Body b(&fn);
+  b.ConstI64("zero", {0}, true);
+  b.ConstI64("one", {1}, true);
+  // Negative positions (padding) go to slot C-1.
+  b.Op("Shape", {"data"}, "ctx_len", {AttrInt("start", 2), AttrInt("end", 3)});
+  b.Op("Less", {"position_ids", "zero"}, "is_pad");
+  b.Op("Add", {"position_ids", "ctx_len"}, "wrapped");
+  b.Op("Where", {"is_pad", "wrapped", "position_ids"}, "pos");
+  // ScatterND indices [B,H,S,3] = (b, h, pos[b,s]).
+  b.Op("Shape", {"updates"}, "upd_shape");
+  b.Op("Shape", {"updates"}, "bhs", {AttrInt("start", 0), AttrInt("end", 3)});
+  b.Op("Gather", {"upd_shape", "zero"}, "batch");
+  b.Op("Gather", {"upd_shape", "one"}, "heads");
+  b.Op("Range", {"zero", "batch", "one"}, "b_range");
+  b.Op("Range", {"zero", "heads", "one"}, "h_range");
+  b.ConstI64("axes_12", {1, 2}, false);
+  b.ConstI64("axes_02", {0, 2}, false);
+  b.ConstI64("axes_1", {1}, false);
+  b.ConstI64("axes_3", {3}, false);
+  b.Op("Unsqueeze", {"b_range", "axes_12"}, "b3");
+  b.Op("Unsqueeze", {"h_range", "axes_02"}, "h3");
+  b.Op("Unsqueeze", {"pos", "axes_1"}, "p3");
+  b.Op("Expand", {"b3", "bhs"}, "b_exp");
+  b.Op("Expand", {"h3", "bhs"}, "h_exp");
+  b.Op("Expand", {"p3", "bhs"}, "p_exp");
+  b.Op("Unsqueeze", {"b_exp", "axes_3"}, "b4");
+  b.Op("Unsqueeze", {"h_exp", "axes_3"}, "h4");
+  b.Op("Unsqueeze", {"p_exp", "axes_3"}, "p4");
+  b.Op("Concat", {"b4", "h4", "p4"}, "indices", {AttrInt("axis", 3)});
+  b.Op("ScatterND", {"data", "indices", "updates"}, "out");
+  return fn;
+}
+
+onnx::FunctionProto CtxGatherFunction() {
+  auto fn = NewFunction(kQualcommDomain, "CtxGather", {"data", "ctx_indices"}, {"out"});
+  Body b(&fn);
+  b.Op("Shape", {"data"}, "bh", {AttrInt("start", 0), AttrInt("end", 2)});
+  b.Op("Shape", {"ctx_indices"}, "len", {AttrInt("start", 2), AttrInt("end", 3)});
+  b.Op("Concat", {"bh", "len"}, "bhl", {AttrInt("axis", 0)});
+  b.Op("Expand", {"ctx_indices", "bhl"}, "idx");
+  b.ConstI64("axes_3", {3}, false);
+  b.Op("Unsqueeze", {"idx", "axes_3"}, "idx4");
+  b.Op("GatherND", {"data", "idx4"}, "out", {AttrInt("batch_dims", 2)});
+  return fn;
+}
+
+onnx::FunctionProto CustomRMSNormFunction() {
+  auto fn = NewFunction(kQtiDomain, "CustomRMSNorm", {"hidden_states", "weight"}, {"out"});
+  fn.add_attribute("epsilon");
+  Body b(&fn);
+  Attr eps;
+  eps.set_name("value_float");
+  eps.set_type(onnx::AttributeProto::FLOAT);
+  eps.set_ref_attr_name("epsilon");
+  b.Op("Constant", {}, "eps", {eps});
+  b.Op("Mul", {"hidden_states", "hidden_states"}, "sq");
+  b.Op("ReduceMean", {"sq"}, "mean_sq", {AttrInts("axes", {-1}), AttrInt("keepdims", 1)});
+  b.Op("Add", {"mean_sq", "eps"}, "var_eps");
+  b.Op("Sqrt", {"var_eps"}, "rms");
+  b.Op("Div", {"hidden_states", "rms"}, "normed");
+  b.Op("Mul", {"weight", "normed"}, "out");
+  return fn;
+}
+
+void AddFunction(onnx::ModelProto& model, const onnx::FunctionProto& fn) {
+  for (const auto& f : model.functions()) {
+    if (f.domain() == fn.domain() && f.name() == fn.name()) return;
+  }
+  *model.add_functions() = fn;
+  for (const auto& op : model.opset_import()) {
+    if (op.domain() == fn.domain()) return;
+  }
+  auto* op = model.add_opset_import();
+  op->set_domain(fn.domain());
+  op->set_version(1);
+}
+
+void CtxScatter(GraphBuilder& g, const std::string& data, const std::string& position_ids,
+                const std::string& updates, const std::string& output) {
+  AddFunction(g.model(), CtxScatterFunction());
+  g.NodeNamed("CtxScatter", {data, position_ids, updates}, {output}, {}, kQualcommDomain);
+}
+
+std::string CtxGather(GraphBuilder& g, const std::string& data, const std::string& ctx_indices) {
+  AddFunction(g.model(), CtxGatherFunction());
+  return g.Node("CtxGather", {data, ctx_indices}, {}, "ctx_gather", kQualcommDomain);
+}
+
+std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon) {
+  AddFunction(g.model(), CustomRMSNormFunction());
+  return g.Node("CustomRMSNorm", {x, weight}, {AttrFloat("epsilon", epsilon)}, "rms_norm", kQtiDomain);
+}
+
+}  // namespace qeff::exporter

@@ -1,0 +1,35 @@
+// QEfficient's custom ops as ONNX local functions: the node keeps the custom domain/op type
+// the device compiler recognises, and the FunctionProto body (standard ops only) lets a stock
+// ONNX runtime execute it.
+#pragma once
+
+#include <string>
+
+#include <onnx/onnx_pb.h>
+
+#include "services/exporter/graph_builder.h"
+
+namespace qeff::exporter {
+
+inline constexpr char kQualcommDomain[] = "com.qualcomm.cloud";
+inline constexpr char kQtiDomain[] = "com.qti.aisw.onnx";
+
+// CtxScatter(data[B,H,C,D], position_ids[B,S] int64, updates[B,H,S,D]) -> data with
+// data[b,h,pos[b,s],:] = updates[b,h,s,:]; a negative position writes slot C-1 (QEff's non-CB
+// padding behaviour, made explicit so it does not rely on ScatterND's negative-index support).
+onnx::FunctionProto CtxScatterFunction();
+// CtxGather(data[B,H,C,D], ctx_indices[1,1,L] int64) -> [B,H,L,D].
+onnx::FunctionProto CtxGatherFunction();
+// CustomRMSNorm(hidden_states, weight; epsilon) -> weight * x / sqrt(mean(x^2, -1) + epsilon).
+onnx::FunctionProto CustomRMSNormFunction();
+
+// Adds `fn` to the model's functions (once per name) and its domain to the opset imports.
+void AddFunction(onnx::ModelProto& model, const onnx::FunctionProto& fn);
+
+// Emit the custom-op node (registering its function on first use). Return the output name.
+void CtxScatter(GraphBuilder& g, const std::string& data, const std::string& position_ids,
+                const std::string& updates, const std::string& output);
+std::string CtxGather(GraphBuilder& g, const std::string& data, const std::string& ctx_indices);
+std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon);
+
+}  // namespace qeff::exporter
