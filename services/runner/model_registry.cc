@@ -24,6 +24,11 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   }
   QEFF_ASSIGN_OR_RETURN(fs::path dir, store_->Find(artifacts::Kind::kQpc, qpc_key));
   QEFF_ASSIGN_OR_RETURN(nlohmann::json manifest, store_->ReadManifest(artifacts::Kind::kQpc, qpc_key));
+  const std::string target = manifest.value("options", nlohmann::json::object()).value("target", std::string("cpu"));
+  if (target != "cpu") {
+    return absl::FailedPreconditionError(absl::StrCat("qpc ", qpc_key, " was compiled for target '", target,
+                                                      "'; this runner executes cpu qpcs (compile with --target cpu)"));
+  }
   auto model = std::make_shared<LoadedModel>();
   model->model_id = model_id;
   model->qpc_key = qpc_key;
