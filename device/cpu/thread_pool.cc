@@ -25,10 +25,15 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunChunk(int index) {
-  const int64_t begin = index * chunk_;
-  const int64_t end = std::min(n_, begin + chunk_);
-  if (begin < end) (*fn_)(begin, end);
+void ThreadPool::RunChunks() {
+  while (true) {
+    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_acq_rel);
+    if (c >= num_chunks_) return;
+    const int64_t begin = c * chunk_;
+    const int64_t end = std::min(n_, begin + chunk_);
+    if (begin < end) (*fn_)(begin, end);
+    done_chunks_.fetch_add(1, std::memory_order_acq_rel);
+  }
 }
 
 void ThreadPool::Worker(int index) {
@@ -47,7 +52,7 @@ void ThreadPool::Worker(int index) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_) return;
-    RunChunk(index);
+    RunChunks();
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -60,20 +65,30 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
     fn(0, n);
     return;
   }
-  const int64_t chunks = std::min<int64_t>(num_threads_, max_chunks);
+  // Workers still leaving the previous job must see its state unchanged.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins > 1000) std::this_thread::yield();
+  }
+  // A few chunks per thread balance uneven progress without much counter traffic.
+  const int64_t chunks = std::min<int64_t>(int64_t{4} * num_threads_, max_chunks);
   int64_t chunk = (n + chunks - 1) / chunks;
   chunk = (chunk + grain - 1) / grain * grain;
   fn_ = &fn;
   n_ = n;
   chunk_ = chunk;
+  num_chunks_ = (n + chunk - 1) / chunk;
+  next_chunk_.store(0, std::memory_order_release);
+  done_chunks_.store(0, std::memory_order_release);
   pending_.store(num_threads_ - 1, std::memory_order_release);
   {
     std::lock_guard<std::mutex> l(mu_);
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
-  RunChunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  RunChunks();
+  // Every chunk is claimed; wait for the ones still running. A worker that never got a chunk
+  // leaves the job later (the next ParallelFor waits for that).
+  while (done_chunks_.load(std::memory_order_acquire) != num_chunks_) {
 #if defined(__x86_64__)
     _mm_pause();
 #endif

@@ -24,12 +24,14 @@ class ThreadPool {
   int size() const { return num_threads_; }
 
   // Splits [0, n) into contiguous chunks (multiples of `grain` except the last) and runs
-  // fn(begin, end) on them in parallel; returns when all are done. Not reentrant.
+  // fn(begin, end) on them in parallel; returns when all are done. Not reentrant. Threads take
+  // chunks from a shared counter, so a worker the OS has descheduled delays one small chunk,
+  // not a fixed half of the work.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void Worker(int index);
-  void RunChunk(int index);
+  void RunChunks();
 
   int num_threads_;
   std::vector<std::thread> workers_;
@@ -40,7 +42,9 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0, chunk_ = 0;
+  int64_t n_ = 0, chunk_ = 0, num_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
+  std::atomic<int64_t> done_chunks_{0};
 };
 
 }  // namespace qeff::device
