@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -19,7 +20,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const fs::path kGpt2 = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
+// QEFF_GPT2_FIXTURE points the same checks at another HF GPT-2 fixture folder (e.g. a held-out one).
+const fs::path kGpt2 = std::getenv("QEFF_GPT2_FIXTURE") != nullptr
+                           ? fs::path(std::getenv("QEFF_GPT2_FIXTURE"))
+                           : fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
 
 struct Reference {
   std::vector<std::vector<int64_t>> prompts;
