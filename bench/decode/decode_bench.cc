@@ -3,7 +3,7 @@
 //   roofline tokens/s = measured read bandwidth / weight bytes read per token.
 //
 //   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16]
-//                     [--threads 0] [--bandwidth-gbs X]
+//                     [--threads 0] [--bandwidth-gbs X] [--work-dir DIR]
 // Prints one JSON object. Without --bandwidth-gbs it measures read bandwidth itself.
 #include <unistd.h>
 
@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   std::string model, dtype = "fp32";
   int ctx = 256, prompt = 32, steps = 128, threads = 0;
   double bw = 0;
+  std::string keep;
   app.add_option("--model", model, "HF model folder")->required();
   app.add_option("--ctx", ctx);
   app.add_option("--prompt", prompt);
@@ -97,10 +98,12 @@ int main(int argc, char** argv) {
   app.add_option("--weight-dtype", dtype);
   app.add_option("--threads", threads, "0 = all cores");
   app.add_option("--bandwidth-gbs", bw, "memory read bandwidth; measured when 0");
+  app.add_option("--work-dir", keep, "keep the export and qpc here (default: a temp dir, removed)");
   CLI11_PARSE(app, argc, argv);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  const fs::path work = fs::temp_directory_path() / ("qeff-decode-bench-" + std::to_string(::getpid()));
+  const fs::path work =
+      keep.empty() ? fs::temp_directory_path() / ("qeff-decode-bench-" + std::to_string(::getpid())) : fs::path(keep);
   fs::create_directories(work / "export");
   fs::create_directories(work / "qpc");
   auto folder = qeff::hf::ModelFolder::Open(model);
@@ -164,6 +167,6 @@ int main(int argc, char** argv) {
   std::printf("%s\n", out.dump(2).c_str());
   const std::string profile = (*session)->TakeProfile();
   if (!profile.empty()) std::fprintf(stderr, "per-op time (QEFF_PROFILE=1):\n%s", profile.c_str());
-  fs::remove_all(work);
+  if (keep.empty()) fs::remove_all(work);
   return 0;
 }
