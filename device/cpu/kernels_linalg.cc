@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/vector_math.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -55,46 +56,43 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(con
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// Four weight rows at a time against MR input rows: each weight byte is read once per call.
+// One weight row at a time, read front to back, against MR input rows. A single sequential
+// stream is what the hardware prefetcher follows best: interleaving four rows measured 16 GB/s
+// on one core, this 27 GB/s (of 28.5 GB/s read bandwidth). Four accumulators per input row
+// hide the FMA latency.
 template <int MR, typename W>
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K, const W* w,
-                                                                        const float* bias, float* y, int64_t N,
-                                                                        int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K,
+                                                                                const W* w, const float* bias,
+                                                                                float* y, int64_t N, int64_t n0,
+                                                                                int64_t n1) {
+  const int64_t k64 = K / 64 * 64;
+  for (int64_t n = n0; n < n1; ++n) {
+    const W* r = w + n * K;
     __m512 acc[MR][4];
     for (int m = 0; m < MR; ++m)
-      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-    const W* r0 = w + (n + 0) * K;
-    const W* r1 = w + (n + 1) * K;
-    const W* r2 = w + (n + 2) * K;
-    const W* r3 = w + (n + 3) * K;
-    for (int64_t k = 0; k < K; k += 16) {
-      const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xffff)
-                                         : static_cast<__mmask16>((1u << (K - k)) - 1);
-      __m512 w0 = LoadW(r0 + k, mask), w1 = LoadW(r1 + k, mask), w2 = LoadW(r2 + k, mask), w3 = LoadW(r3 + k, mask);
+      for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < k64; k += 64) {
+      const __m512 w0 = LoadW(r + k, 0xffff), w1 = LoadW(r + k + 16, 0xffff), w2 = LoadW(r + k + 32, 0xffff),
+                   w3 = LoadW(r + k + 48, 0xffff);
       for (int m = 0; m < MR; ++m) {
-        __m512 xv = _mm512_maskz_loadu_ps(mask, x + m * K + k);
-        acc[m][0] = _mm512_fmadd_ps(w0, xv, acc[m][0]);
-        acc[m][1] = _mm512_fmadd_ps(w1, xv, acc[m][1]);
-        acc[m][2] = _mm512_fmadd_ps(w2, xv, acc[m][2]);
-        acc[m][3] = _mm512_fmadd_ps(w3, xv, acc[m][3]);
+        const float* xm = x + m * K + k;
+        acc[m][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc[m][1]);
+        acc[m][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xm + 32), acc[m][2]);
+        acc[m][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xm + 48), acc[m][3]);
       }
     }
-    for (int m = 0; m < MR; ++m)
-      for (int j = 0; j < 4; ++j) y[m * N + n + j] = _mm512_reduce_add_ps(acc[m][j]) + (bias ? bias[n + j] : 0.0f);
-  }
-  for (; n < n1; ++n) {
-    __m512 acc[MR];
-    for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
-    const W* r = w + n * K;
-    for (int64_t k = 0; k < K; k += 16) {
+    for (; k < K; k += 16) {
       const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xffff)
                                          : static_cast<__mmask16>((1u << (K - k)) - 1);
-      __m512 wv = LoadW(r + k, mask);
-      for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + m * K + k), acc[m]);
+      const __m512 wv = LoadW(r + k, mask);
+      for (int m = 0; m < MR; ++m) acc[m][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + m * K + k), acc[m][0]);
     }
-    for (int m = 0; m < MR; ++m) y[m * N + n] = _mm512_reduce_add_ps(acc[m]) + (bias ? bias[n] : 0.0f);
+    for (int m = 0; m < MR; ++m) {
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
+      y[m * N + n] = _mm512_reduce_add_ps(sum) + (bias ? bias[n] : 0.0f);
+    }
   }
 }
 
@@ -208,13 +206,18 @@ absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std
     const float* pa = a.as<float>() + oa * M * K;
     const float* pb = b.as<float>() + obb * K * N;
     float* po = o.as<float>() + bi * M * N;
-    if (M * N * K < 4096) {
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          float acc = 0;
-          for (int64_t k = 0; k < K; ++k) acc += pa[m * K + k] * (trans_b ? pb[n * K + k] : pb[k * N + n]);
-          po[m * N + n] = acc;
+    if (M <= 4 || M * N * K < 4096) {
+      // Decode-sized products (attention over the cache for one token): a BLAS call per head
+      // costs more than the arithmetic.
+      for (int64_t m = 0; m < M; ++m) {
+        float* om = po + m * N;
+        if (trans_b) {
+          for (int64_t n = 0; n < N; ++n) om[n] = Dot(pa + m * K, pb + n * K, K);
+        } else {
+          std::fill(om, om + N, 0.0f);
+          for (int64_t k = 0; k < K; ++k) Axpy(pa[m * K + k], pb + k * N, om, N);
         }
+      }
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M),
                   static_cast<int>(N), static_cast<int>(K), 1.0f, pa, static_cast<int>(K), pb,

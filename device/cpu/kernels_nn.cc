@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/vector_math.h"
 
 namespace qeff::device {
 namespace {
@@ -38,6 +39,11 @@ absl::Status Softmax(const Op& op, const TensorRef& x, const TensorRef& o, Threa
       float* yr = po + a * dim * inner + i;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t k = 0; k < dim; ++k) mx = std::max(mx, xr[k * inner]);
+      if (inner == 1) {  // contiguous row: vectorized exp
+        const float inv = 1.0f / ExpShiftSum(xr, yr, dim, mx);
+        for (int64_t k = 0; k < dim; ++k) yr[k] *= inv;
+        continue;
+      }
       float sum = 0;
       for (int64_t k = 0; k < dim; ++k) {
         float v = std::exp(xr[k * inner] - mx);
