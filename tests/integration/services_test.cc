@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "qeff/v1/runner.grpc.pb.h"
 #include "tests/integration/process.h"
 
 namespace qeff::testing {
@@ -242,6 +243,50 @@ TEST_F(ServicesTest, QeffdServesAllThreeAndStopsCleanlyOnSigterm) {
   }
   int status = qeffd.Stop(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST_F(ServicesTest, RunnerTokenizeAndDetokenizeUseTheModelsTokenizer) {
+  ServerProcess qeffd;
+  ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
+  Reference ref = LoadReference(kGpt2);
+  CommandResult r = RunCommand({Binary("qeffctl"), "infer", "--server", qeffd.address(), "--model", kGpt2.string(),
+                                "--input-ids", Join(ref.prompts[0]), "--max-new-tokens", "16", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  const std::string model_id = j["qpc_key"];
+  auto stub = qeff::v1::Runner::NewStub(grpc::CreateChannel(qeffd.address(), grpc::InsecureChannelCredentials()));
+
+  // Text -> ids with the qpc's own tokenizer files.
+  grpc::ClientContext c1;
+  qeff::v1::TokenizeRequest treq;
+  treq.set_model_id(model_id);
+  treq.set_text(ref.texts[0]);
+  qeff::v1::TokenizeResponse tresp;
+  ASSERT_TRUE(stub->Tokenize(&c1, treq, &tresp).ok());
+  EXPECT_EQ(std::vector<int64_t>(tresp.ids().begin(), tresp.ids().end()), ref.prompts[0]);
+  EXPECT_EQ(tresp.tokens_size(), tresp.ids_size());
+
+  // The streamed text of the generation equals detokenizing its ids in one go.
+  grpc::ClientContext c2;
+  qeff::v1::DetokenizeRequest dreq;
+  dreq.set_model_id(model_id);
+  for (int64_t id : j["generated_token_ids"].get<std::vector<int64_t>>()) dreq.add_ids(id);
+  qeff::v1::DetokenizeResponse dresp;
+  ASSERT_TRUE(stub->Detokenize(&c2, dreq, &dresp).ok());
+  EXPECT_EQ(dresp.text(), j["text"].get<std::string>());
+  std::ifstream in(kGpt2 / "reference.json");
+  json full = json::parse(in);
+  if (full["outputs"]["generation"][0].contains("decoded_new_text")) {
+    EXPECT_EQ(dresp.text(), full["outputs"]["generation"][0]["decoded_new_text"].get<std::string>());
+  }
+
+  // Bad ids are INVALID_ARGUMENT, an unknown model NOT_FOUND.
+  grpc::ClientContext c3;
+  dreq.add_ids(1 << 30);
+  EXPECT_EQ(stub->Detokenize(&c3, dreq, &dresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c4;
+  treq.set_model_id("nope");
+  EXPECT_EQ(stub->Tokenize(&c4, treq, &tresp).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 }  // namespace
