@@ -21,25 +21,36 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 
-absl::StatusOr<qeff::v1::ExportResult> Export(const std::string& address, const qeff::v1::ExportRequest& req,
-                                              ProgressPrinter& progress) {
-  auto stub = qeff::v1::Exporter::NewStub(Connect(address));
-  grpc::ClientContext ctx;
-  auto reader = stub->Export(&ctx, req);
-  qeff::v1::ExportEvent ev;
-  qeff::v1::ExportResult result;
+namespace {
+
+// Drains a progress-then-result stream (Export and Compile share the shape).
+template <typename Event, typename Result>
+absl::StatusOr<Result> DrainResultStream(grpc::ClientReader<Event>& reader, ProgressPrinter& progress,
+                                         const std::string& address, const char* service) {
+  Event ev;
+  Result result;
   bool have_result = false;
-  while (reader->Read(&ev)) {
+  while (reader.Read(&ev)) {
     if (ev.has_progress()) progress.Update(ev.progress());
     if (ev.has_result()) {
       result = ev.result();
       have_result = true;
     }
   }
-  grpc::Status s = reader->Finish();
+  grpc::Status s = reader.Finish();
   if (!s.ok()) return FromGrpc(s, address);
-  if (!have_result) return absl::InternalError("the exporter ended the stream without a result");
+  if (!have_result) return absl::InternalError(std::string("the ") + service + " ended the stream without a result");
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<qeff::v1::ExportResult> Export(const std::string& address, const qeff::v1::ExportRequest& req,
+                                              ProgressPrinter& progress) {
+  auto stub = qeff::v1::Exporter::NewStub(Connect(address));
+  grpc::ClientContext ctx;
+  auto reader = stub->Export(&ctx, req);
+  return DrainResultStream<qeff::v1::ExportEvent, qeff::v1::ExportResult>(*reader, progress, address, "exporter");
 }
 
 absl::StatusOr<qeff::v1::CompileResult> Compile(const std::string& address, const qeff::v1::CompileRequest& req,
@@ -47,20 +58,7 @@ absl::StatusOr<qeff::v1::CompileResult> Compile(const std::string& address, cons
   auto stub = qeff::v1::Compiler::NewStub(Connect(address));
   grpc::ClientContext ctx;
   auto reader = stub->Compile(&ctx, req);
-  qeff::v1::CompileEvent ev;
-  qeff::v1::CompileResult result;
-  bool have_result = false;
-  while (reader->Read(&ev)) {
-    if (ev.has_progress()) progress.Update(ev.progress());
-    if (ev.has_result()) {
-      result = ev.result();
-      have_result = true;
-    }
-  }
-  grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s, address);
-  if (!have_result) return absl::InternalError("the compiler ended the stream without a result");
-  return result;
+  return DrainResultStream<qeff::v1::CompileEvent, qeff::v1::CompileResult>(*reader, progress, address, "compiler");
 }
 
 absl::StatusOr<qeff::v1::ModelInfo> Load(const std::string& address, const qeff::v1::LoadRequest& req) {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/rpc/progress.h"
 #include "common/rpc/server.h"
 #include "common/util/hash.h"
 #include "services/compiler/compiler.h"
@@ -16,17 +17,6 @@ namespace {
 constexpr const char* kCarriedFiles[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                                          "special_tokens_map.json", "added_tokens.json", "vocab.txt",
                                          "generation_config.json", "config.json"};
-
-void SendProgress(grpc::ServerWriter<qeff::v1::CompileEvent>* writer, const std::string& stage,
-                  const std::string& message, int64_t done, int64_t total) {
-  qeff::v1::CompileEvent ev;
-  auto* p = ev.mutable_progress();
-  p->set_stage(stage);
-  p->set_message(message);
-  p->set_done(done);
-  p->set_total(total);
-  writer->Write(ev);
-}
 
 }  // namespace
 
@@ -69,7 +59,7 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
         spdlog::info("compile {} from export {}", key, request->export_key());
         auto s = CompileModel(*export_dir, options, staging,
                               [&](const std::string& stage, const std::string& message, int64_t done,
-                                  int64_t total) { SendProgress(writer, stage, message, done, total); });
+                                  int64_t total) { rpc::WriteProgress(writer, stage, message, done, total); });
         if (!s.ok()) return s.status();
         for (const char* name : kCarriedFiles) {
           std::error_code ec;
@@ -94,7 +84,7 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
                               {"command", s->command},
                               {"details", s->manifest_extra}};
       },
-      [&] { SendProgress(writer, "wait", "another request is compiling this qpc; waiting", 0, 0); });
+      [&] { rpc::WriteProgress(writer, "wait", "another request is compiling this qpc; waiting", 0, 0); });
   if (!published.ok()) return rpc::ToGrpc(published.status());
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "compile cancelled");
 

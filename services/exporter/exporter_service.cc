@@ -4,26 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hf/model_folder.h"
+#include "common/rpc/progress.h"
 #include "common/rpc/server.h"
 #include "common/util/hash.h"
 #include "services/exporter/exporter.h"
 
 namespace qeff::exporter {
-namespace {
-
-void SendProgress(grpc::ServerWriter<qeff::v1::ExportEvent>* writer, const std::string& stage,
-                  const std::string& message, int64_t done, int64_t total) {
-  qeff::v1::ExportEvent ev;
-  auto* p = ev.mutable_progress();
-  p->set_stage(stage);
-  p->set_message(message);
-  p->set_done(done);
-  p->set_total(total);
-  writer->Write(ev);
-}
-
-}  // namespace
-
 grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v1::ExportRequest* request,
                                      grpc::ServerWriter<qeff::v1::ExportEvent>* writer) {
   if (request->model().empty()) {
@@ -42,7 +28,7 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
   nlohmann::json options_json = {{"continuous_batching", options.continuous_batching},
                                  {"fp16_clip", options.fp16_clip}};
 
-  SendProgress(writer, "hash-inputs", "hashing config, weights and tokenizer files", 0, 0);
+  rpc::WriteProgress(writer, "hash-inputs", "hashing config, weights and tokenizer files", 0, 0);
   util::Hasher hasher;
   hasher.Field("qeff-export");
   hasher.Field(std::to_string(kExportFormatVersion));
@@ -57,7 +43,7 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
         spdlog::info("export {} from {}", key, dir->string());
         auto s = ExportModel(*folder, options, staging,
                              [&](const std::string& stage, const std::string& message, int64_t done,
-                                 int64_t total) { SendProgress(writer, stage, message, done, total); });
+                                 int64_t total) { rpc::WriteProgress(writer, stage, message, done, total); });
         if (!s.ok()) return s.status();
         // The config travels with the export (and on into the qpc) so later stages need only the cache.
         std::vector<std::string> carried = hf::TokenizerFileNames();
@@ -79,7 +65,7 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
                             {"details", s->manifest_extra}};
         return m;
       },
-      [&] { SendProgress(writer, "wait", "another request is exporting this model; waiting", 0, 0); });
+      [&] { rpc::WriteProgress(writer, "wait", "another request is exporting this model; waiting", 0, 0); });
   if (!published.ok()) return rpc::ToGrpc(published.status());
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
 
