@@ -289,5 +289,32 @@ TEST_F(ServicesTest, RunnerTokenizeAndDetokenizeUseTheModelsTokenizer) {
   EXPECT_EQ(stub->Tokenize(&c4, treq, &tresp).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(ServicesTest, HubIdResolvesOfflineInTheHfCache) {
+  // $HF_HOME/hub/models--org--name/snapshots/<rev>/ with refs/main naming the revision, as
+  // huggingface_hub lays it out; the exporter inherits HF_HOME.
+  const fs::path hf_home = cache_ / "hf-home";
+  const fs::path repo = hf_home / "hub/models--qeff-test--tiny-gpt2";
+  const std::string rev = "0123456789abcdef0123456789abcdef01234567";
+  fs::create_directories(repo / "snapshots" / rev);
+  fs::create_directories(repo / "refs");
+  std::ofstream(repo / "refs/main") << rev;
+  for (const auto& e : fs::directory_iterator(kGpt2)) fs::copy_file(e.path(), repo / "snapshots" / rev / e.path().filename());
+  ::setenv("HF_HOME", hf_home.c_str(), 1);
+  ServerProcess qeffd;
+  const bool started = qeffd.Start(Binary("qeffd"), cache_);
+  ::unsetenv("HF_HOME");
+  ASSERT_TRUE(started) << qeffd.error();
+  Reference ref = LoadReference(kGpt2);
+  CommandResult r = RunCommand({Binary("qeffctl"), "infer", "--server", qeffd.address(), "--model",
+                                "qeff-test/tiny-gpt2", "--input-ids", Join(ref.prompts[0]), "--max-new-tokens", "16",
+                                "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[0]);
+  CommandResult missing = RunCommand({Binary("qeffctl"), "export", "--server", qeffd.address(), "--model",
+                                      "qeff-test/not-downloaded"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos) << missing.err;
+}
+
 }  // namespace
 }  // namespace qeff::testing
