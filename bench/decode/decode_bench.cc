@@ -123,15 +123,21 @@ int main(int argc, char** argv) {
   (void)qeff::runner::Generate(**session, req, [](int32_t) { return true; });  // warm-up
   req.max_new_tokens = steps;
   (void)(*session)->TakeProfile();
-  auto r = qeff::runner::Generate(**session, req, [](int32_t) { return true; });
-  if (!r.ok()) {
-    std::fprintf(stderr, "generate: %s\n", r.status().ToString().c_str());
-    return 1;
+  // This VM's bandwidth drifts by tens of percent between seconds: alternate decode runs with
+  // bandwidth probes and keep the best of each, so the ratio compares like with like.
+  absl::StatusOr<qeff::runner::GenerationResult> r;
+  qeff::bench::HugeBuffer buffer(bw > 0 ? 0 : size_t{1} << 30);
+  double measured_bw = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto run = qeff::runner::Generate(**session, req, [](int32_t) { return true; });
+    if (!run.ok()) {
+      std::fprintf(stderr, "generate: %s\n", run.status().ToString().c_str());
+      return 1;
+    }
+    if (!r.ok() || run->stats.decode_tokens_per_s > r->stats.decode_tokens_per_s) r = std::move(run);
+    if (bw <= 0) measured_bw = std::max(measured_bw, qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 5));
   }
-  if (bw <= 0) {
-    qeff::bench::HugeBuffer buffer(size_t{1} << 30);
-    bw = qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 3);
-  }
+  if (bw <= 0) bw = measured_bw;
   const DecodeBytes read = DecodeReadBytes(work / "qpc");
   const int64_t wbytes = read.weights;
   const double per_token = static_cast<double>(read.weights + read.state);
