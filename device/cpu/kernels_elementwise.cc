@@ -16,7 +16,7 @@ using qeff::v1::Op;
 const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Greater", "Less",
                                        "Equal", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Mod"};
 const std::set<std::string> kUnary = {"Sqrt", "Tanh", "Erf", "Exp", "Neg", "Sigmoid", "Sin", "Cos", "Relu",
-                                      "Abs", "Log", "Reciprocal", "Not", "Cast", "GeluTanh", "Softplus"};
+                                      "Abs", "Log", "Reciprocal", "Not", "Cast", "Softplus"};
 
 // Input strides broadcast to the output's rank (0 on broadcast dimensions).
 Shape BroadcastStrides(const Shape& in, const Shape& out) {
@@ -152,10 +152,6 @@ UnaryFn UnaryFor(const std::string& t) {
   if (t == "Log") return [](float x) { return std::log(x); };
   if (t == "Reciprocal") return [](float x) { return 1.0f / x; };
   if (t == "Softplus") return [](float x) { return std::log1p(std::exp(x)); };
-  // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-  if (t == "GeluTanh") {
-    return [](float v) { return 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v))); };
-  }
   return nullptr;
 }
 

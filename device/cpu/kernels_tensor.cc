@@ -1,5 +1,5 @@
 // Data-movement kernels: Transpose, Concat, Split, Slice, Expand, Gather, GatherElements,
-// copies (Reshape-like ops the planner could not alias), Shape, Range, ConstantOfShape.
+// copies (Reshape when the planner could not alias), and Range / ConstantOfShape for folding.
 #include <cstring>
 #include <set>
 
@@ -11,9 +11,10 @@ namespace {
 
 using qeff::v1::Op;
 
+// Reshape-like ONNX ops (Identity, Squeeze, Unsqueeze, Flatten) all arrive as "Reshape", and
+// Shape is always a compile-time constant.
 const std::set<std::string> kTensorOps = {"Transpose", "Concat", "Split", "Slice", "Expand", "Gather",
-                                          "GatherElements", "Copy", "Identity", "Reshape", "Squeeze",
-                                          "Unsqueeze", "Flatten", "Shape", "Range", "ConstantOfShape"};
+                                          "GatherElements", "Copy", "Reshape", "Range", "ConstantOfShape"};
 
 // Copies `in` viewed through per-output-dim source strides (elements) and a base offset.
 void StridedCopy(const uint8_t* src, const Shape& out_shape, const Shape& src_strides, int64_t base, size_t es,
@@ -109,13 +110,9 @@ absl::Status RunTensorOp(const Op& op, const std::vector<TensorRef>& in, const s
   if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(t, " has no outputs"));
   const TensorRef& o = out[0];
   const size_t es = DTypeSize(o.dtype);
-  if (t == "Copy" || t == "Identity" || t == "Reshape" || t == "Squeeze" || t == "Unsqueeze" || t == "Flatten") {
+  if (t == "Copy" || t == "Reshape") {
     if (in.empty() || in[0].bytes() != o.bytes()) return absl::InvalidArgumentError(absl::StrCat(t, ": size mismatch"));
     if (in[0].data != o.data) std::memmove(o.data, in[0].data, o.bytes());
-    return absl::OkStatus();
-  }
-  if (t == "Shape") {
-    for (size_t i = 0; i < in[0].shape.size(); ++i) o.as<int64_t>()[i] = in[0].shape[i];
     return absl::OkStatus();
   }
   if (t == "Range") {
