@@ -11,6 +11,8 @@ namespace {
 constexpr const char* kRetainedSuffix = "_RetainedState";
 // Folding never materializes more than this per tensor (guards against exploding constants).
 constexpr size_t kMaxFoldBytes = size_t{4} << 30;
+// No tensor of a specialized graph may exceed this many elements (2^40).
+constexpr int64_t kMaxElements = int64_t{1} << 40;
 
 absl::StatusOr<device::Shape> BindDims(const IoDecl& d, const std::map<std::string, int64_t>& symbols) {
   device::Shape s;
@@ -98,6 +100,16 @@ absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::s
       v.constant = L.constant;
       by_name[v.name] = g.AddValue(v);
       continue;
+    }
+    for (const auto& shape : L.out_shapes) {
+      int64_t elements = 1;
+      for (int64_t d : shape) {
+        if (d < 0 || (d > 0 && elements > kMaxElements / d)) {
+          return absl::InvalidArgumentError(absl::StrCat("node ", node.name(), " (", node.op_type(), "): output shape ",
+                                                         device::ShapeString(shape), " is negative or too large"));
+        }
+        elements *= d;
+      }
     }
     if (static_cast<int>(L.out_shapes.size()) != node.output_size()) {
       return absl::InvalidArgumentError(absl::StrCat("node ", node.name(), " (", node.op_type(), "): ", node.output_size(),
