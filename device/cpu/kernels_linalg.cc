@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
@@ -147,6 +148,32 @@ absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std
   if (w.dtype == qeff::v1::F32 && M > 8) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
                 1.0f, px, static_cast<int>(K), w.as<float>(), static_cast<int>(K), 0.0f, y, static_cast<int>(N));
+    if (bias) {
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+    }
+    return absl::OkStatus();
+  }
+  if (w.dtype == qeff::v1::BF16 && M > 8) {
+    // Prefill with bf16 weights is compute-bound: widen a block of weight rows to fp32 (in
+    // parallel), then let sgemm multiply it. The scratch block is reused across calls.
+    static thread_local std::vector<float> scratch;
+    const int64_t block = std::max<int64_t>(16, (int64_t{2} << 20) / (K * 4));
+    scratch.resize(static_cast<size_t>(std::min(block, N) * K));
+    // Workers must write this thread's buffer, not their own thread_local one.
+    float* wide = scratch.data();
+    const uint16_t* wb = w.as<uint16_t>();
+    for (int64_t n0 = 0; n0 < N; n0 += block) {
+      const int64_t rows = std::min(block, N - n0);
+      auto widen = [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) wide[i] = Bf16ToF32(wb[n0 * K + i]);
+      };
+      if (pool != nullptr) pool->ParallelFor(rows * K, 4096, widen);
+      else widen(0, rows * K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(rows),
+                  static_cast<int>(K), 1.0f, px, static_cast<int>(K), wide, static_cast<int>(K), 0.0f,
+                  y + n0, static_cast<int>(N));
+    }
     if (bias) {
       for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];

@@ -216,6 +216,13 @@ TEST(Gpt2PipelineTest, OtherShapesCompileAndDecodeMatchesPrefill) {
   double scale = 0;
   for (float v : b) scale = std::max(scale, static_cast<double>(std::fabs(v)));
   EXPECT_LE(MaxDiff(c, b.data()), 0.05 * scale);
+  // bf16 prefill with more than 8 rows takes the widen-then-sgemm path.
+  auto bf16_wide = p.Build(model, 12, 40, "bf16");
+  ASSERT_TRUE(bf16_wide);
+  bf16_wide->ResetState();
+  auto d = RunStep(*bf16_wide, SpecIndex(*bf16_wide, 12), ids,
+                   {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+  EXPECT_LE(MaxDiff(d, c.data()), 1e-3 * scale) << "bf16 prefill vs bf16 decode path";
 }
 
 }  // namespace
