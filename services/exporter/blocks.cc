@@ -80,6 +80,41 @@ absl::StatusOr<std::string> LoadWeight(GraphBuilder& g, const hf::ModelFolder& f
   return g.Weight(name, view);
 }
 
+absl::StatusOr<std::string> LoadLinearWeight(GraphBuilder& g, const hf::ModelFolder& folder, const std::string& name,
+                                             int64_t out_features, int64_t in_features) {
+  QEFF_ASSIGN_OR_RETURN(hf::TensorView view, folder.Tensor(name));
+  if (!hf::IsFloatingWeight(view.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"", name, "\" has dtype ",
+                                                   hf::DTypeName(view.dtype), "; expected F32, F16 or BF16"));
+  }
+  const std::vector<int64_t> want = {out_features, in_features};
+  if (view.shape != want) {
+    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"", name, "\" has shape ", ShapeStr(view.shape),
+                                                   "; config.json implies ", ShapeStr(want)));
+  }
+  QEFF_ASSIGN_OR_RETURN(std::vector<float> w, hf::ToFloatVector(view));
+  std::vector<float> t(w.size());
+  for (int64_t o = 0; o < out_features; ++o) {
+    for (int64_t i = 0; i < in_features; ++i) t[i * out_features + o] = w[o * in_features + i];
+  }
+  hf::TensorView transposed;
+  transposed.dtype = hf::DType::kF32;
+  transposed.shape = {in_features, out_features};
+  transposed.data = reinterpret_cast<const uint8_t*>(t.data());
+  transposed.bytes = t.size() * sizeof(float);
+  return g.Weight(name, transposed);
+}
+
+std::string ConstF32(GraphBuilder& g, const std::string& name, const std::vector<float>& values,
+                     const std::vector<int64_t>& dims) {
+  auto* t = g.graph().add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t->add_dims(d);
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  return name;
+}
+
 std::string PastKey(int layer) { return absl::StrCat("past_key.", layer); }
 std::string PastValue(int layer) { return absl::StrCat("past_value.", layer); }
 
@@ -113,6 +148,65 @@ CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& s) {
   std::string pos4 = g.Node("Unsqueeze", {io.position_ids, g.VectorI64({1, 3})}, {}, "pos4");
   io.causal_mask = g.Node("Greater", {kv_idx, pos4}, {}, "causal_mask");
   return io;
+}
+
+std::string SlidingWindowMask(GraphBuilder& g, const CausalLMIO& io, int64_t window) {
+  // d = position_id - kv_idx; attended iff 0 <= d < window iff min(d, window - 1 - d) >= 0.
+  std::string kv_idx = g.Node("Unsqueeze", {io.ctx_indices, g.VectorI64({2})}, {}, "kv_idx");
+  std::string pos4 = g.Node("Unsqueeze", {io.position_ids, g.VectorI64({1, 3})}, {}, "pos4");
+  std::string d = g.Node("Sub", {pos4, kv_idx}, {}, "kv_dist");
+  std::string rest = g.Node("Sub", {g.ScalarI64(window - 1), d}, {}, "kv_window_rest");
+  std::string m = g.Node("Min", {d, rest}, {}, "kv_window_min");
+  return g.Node("Less", {m, g.ScalarI64(0)}, {}, "sliding_mask");
+}
+
+std::string RMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon) {
+  return CustomRMSNorm(g, x, weight, epsilon);
+}
+
+std::string Silu(GraphBuilder& g, const std::string& x) {
+  std::string s = g.Node("Sigmoid", {x}, {}, "silu_sigmoid");
+  return g.Node("Mul", {x, s}, {}, "silu");
+}
+
+RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta) {
+  // float32 throughout, in HF's order: inv_freq = 1.0 / (base ** (arange(0, d, 2).float() / d)),
+  // freqs = pos.float() * inv_freq, emb = cat(freqs, freqs), cos/sin of emb.
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    const float p = static_cast<float>(std::pow(theta, static_cast<double>(expo)));
+    inv_freq[static_cast<size_t>(i)] = 1.0f / p;
+  }
+  std::vector<float> cos(static_cast<size_t>(max_positions * head_dim)), sin(cos.size());
+  for (int64_t p = 0; p < max_positions; ++p) {
+    for (int64_t i = 0; i < head_dim; ++i) {
+      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(i % half)];
+      cos[static_cast<size_t>(p * head_dim + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
+      sin[static_cast<size_t>(p * head_dim + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
+    }
+  }
+  std::string cos_t = ConstF32(g, "rope_cos_table", cos, {max_positions, head_dim});
+  std::string sin_t = ConstF32(g, "rope_sin_table", sin, {max_positions, head_dim});
+  // Padding positions (-1) read row 0; their results are never used.
+  std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "rope_pos");
+  RopeTables r;
+  std::string c = g.Node("Gather", {cos_t, pos}, {AttrInt("axis", 0)}, "rope_cos_bs");
+  std::string s = g.Node("Gather", {sin_t, pos}, {AttrInt("axis", 0)}, "rope_sin_bs");
+  r.cos = g.Node("Unsqueeze", {c, g.VectorI64({1})}, {}, "rope_cos");
+  r.sin = g.Node("Unsqueeze", {s, g.VectorI64({1})}, {}, "rope_sin");
+  return r;
+}
+
+std::string ApplyRope(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  auto parts = g.NodeN("Split", {x, g.VectorI64({half, head_dim - half})}, 2, {AttrInt("axis", 3)}, "rope_half");
+  std::string neg = g.Node("Neg", {parts[1]}, {}, "rope_neg");
+  std::string rot = g.Node("Concat", {neg, parts[0]}, {AttrInt("axis", 3)}, "rope_rot");
+  std::string a = g.Node("Mul", {x, rope.cos}, {}, "rope_xcos");
+  std::string b = g.Node("Mul", {rot, rope.sin}, {}, "rope_rsin");
+  return g.Node("Add", {a, b}, {}, "rope");
 }
 
 std::string Linear(GraphBuilder& g, const std::string& x, const std::string& weight_in_out, const std::string& bias) {
@@ -161,17 +255,43 @@ std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden) {
 
 std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
                             const std::string& k, const std::string& v, const std::vector<float>& score_divisors) {
+  AttentionOptions options;
+  options.score_divisors = score_divisors;
+  return CachedAttention(g, io, layer, q, k, v, options);
+}
+
+namespace {
+
+// [B,kv_heads,C,hd] -> [B,kv_heads·groups,C,hd], each kv head repeated `groups` times in a row.
+std::string RepeatKv(GraphBuilder& g, const std::string& x, int64_t groups) {
+  if (groups == 1) return x;
+  std::string x5 = g.Node("Unsqueeze", {x, g.VectorI64({2})}, {}, "kv_unsq");
+  std::string e = g.Node("Expand", {x5, g.VectorI64({1, 1, groups, 1, 1})}, {}, "kv_expand");
+  // [B, kvh, groups, C, hd] -> [B, kvh·groups, C, hd]; the shape folds at compile time.
+  std::string shape = g.Node("Shape", {x}, {}, "kv_shape4");
+  std::string bkh = g.Node("Slice", {shape, g.VectorI64({0}), g.VectorI64({2})}, {}, "kv_bk");
+  std::string cd = g.Node("Slice", {shape, g.VectorI64({2}), g.VectorI64({4})}, {}, "kv_cd");
+  std::string heads = g.Node("Mul", {bkh, g.VectorI64({1, groups})}, {}, "kv_heads");
+  std::string new_shape = g.Node("Concat", {heads, cd}, {AttrInt("axis", 0)}, "kv_rep_shape");
+  return g.Node("Reshape", {e, new_shape}, {}, "kv_repeated");
+}
+
+}  // namespace
+
+std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
+                            const std::string& k, const std::string& v, const AttentionOptions& options) {
   const std::string k_state = PastKey(layer) + "_RetainedState";
   const std::string v_state = PastValue(layer) + "_RetainedState";
   CtxScatter(g, PastKey(layer), io.position_ids, k, k_state);
   CtxScatter(g, PastValue(layer), io.position_ids, v, v_state);
-  std::string k_all = CtxGather(g, k_state, io.ctx_indices);
-  std::string v_all = CtxGather(g, v_state, io.ctx_indices);
+  std::string k_all = RepeatKv(g, CtxGather(g, k_state, io.ctx_indices), options.kv_groups);
+  std::string v_all = RepeatKv(g, CtxGather(g, v_state, io.ctx_indices), options.kv_groups);
   std::string k_t = g.Node("Transpose", {k_all}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");
   std::string scores = g.Node("MatMul", {q, k_t}, {}, "scores");
-  for (float d : score_divisors) scores = g.Node("Div", {scores, g.ScalarF32(d)}, {}, "scores_scaled");
-  std::string masked = g.Node("Where", {io.causal_mask, g.ScalarF32(std::numeric_limits<float>::lowest()), scores},
-                              {}, "scores_masked");
+  for (float d : options.score_divisors) scores = g.Node("Div", {scores, g.ScalarF32(d)}, {}, "scores_scaled");
+  const std::string& mask = options.mask.empty() ? io.causal_mask : options.mask;
+  std::string masked =
+      g.Node("Where", {mask, g.ScalarF32(std::numeric_limits<float>::lowest()), scores}, {}, "scores_masked");
   std::string probs = g.Node("Softmax", {masked}, {AttrInt("axis", -1)}, "probs");
   return g.Node("MatMul", {probs, v_all}, {}, "attn");
 }

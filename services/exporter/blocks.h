@@ -31,6 +31,15 @@ absl::StatusOr<std::string> ConfigString(const nlohmann::json& config, const std
 absl::StatusOr<std::string> LoadWeight(GraphBuilder& g, const hf::ModelFolder& folder, const std::string& name,
                                        const std::vector<int64_t>& shape);
 
+// Looks up a linear weight stored by HF as [out, in] (nn.Linear), checks it, and adds it
+// transposed, as [in, out], so the graph multiplies by it directly (MatMul(x, w)).
+absl::StatusOr<std::string> LoadLinearWeight(GraphBuilder& g, const hf::ModelFolder& folder, const std::string& name,
+                                             int64_t out_features, int64_t in_features);
+
+// A float32 constant stored inline in model.onnx (raw data) under `name`; not counted as a parameter.
+std::string ConstF32(GraphBuilder& g, const std::string& name, const std::vector<float>& values,
+                     const std::vector<int64_t>& dims);
+
 // ---- QEff causal-LM IO ----
 struct CausalLMShape {
   int num_layers = 0;
@@ -51,6 +60,12 @@ struct CausalLMIO {
 // ctx indices and causal mask every layer shares.
 CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& shape);
 
+// A mask that, besides the causal one, hides slots older than a sliding window of `window`
+// positions: true where kv_idx > position_id or kv_idx <= position_id - window, i.e. query i
+// attends key j only when i - window < j <= i (HF's eager sliding window). Padding rows (-1)
+// are fully masked, as in the causal mask.
+std::string SlidingWindowMask(GraphBuilder& g, const CausalLMIO& io, int64_t window);
+
 std::string PastKey(int layer);
 std::string PastValue(int layer);
 
@@ -64,6 +79,23 @@ std::string GeluTanh(GraphBuilder& g, const std::string& x);
 // 0.5·x·(1 + erf(x/√2)) (HF gelu).
 std::string GeluErf(GraphBuilder& g, const std::string& x);
 
+// weight · x / sqrt(mean(x², -1) + ε) as one CustomRMSNorm op (HF LlamaRMSNorm).
+std::string RMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon);
+// x · sigmoid(x) (HF silu).
+std::string Silu(GraphBuilder& g, const std::string& x);
+
+// ---- rotary position embedding (HF rotate_half convention) ----
+struct RopeTables {
+  std::string cos;  // [B,1,S,head_dim], gathered at max(position_ids, 0)
+  std::string sin;
+};
+// Precomputed cos/sin tables [max_positions, head_dim] as HF 4.44 LlamaRotaryEmbedding
+// computes them in float32 (inv_freq = 1 / theta^(2i/d), emb = cat(freqs, freqs)), added as
+// constants and gathered once per graph at the clamped position ids.
+RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta);
+// x·cos + rotate_half(x)·sin, x [B,heads,S,head_dim]; rotate_half(x) = cat(-x2, x1).
+std::string ApplyRope(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim);
+
 // [B,S,heads·head_dim] -> [B,heads,S,head_dim] and back.
 std::string SplitHeads(GraphBuilder& g, const std::string& x, int64_t heads, int64_t head_dim);
 std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden);
@@ -76,6 +108,17 @@ std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden);
 // Returns [B,heads,S,hd].
 std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
                             const std::string& k, const std::string& v, const std::vector<float>& score_divisors);
+
+struct AttentionOptions {
+  std::vector<float> score_divisors;
+  // Query heads per kv head (grouped-query attention): k/v have heads / kv_groups heads; the
+  // cache keeps that many and the gathered K/V are repeated to the query heads
+  // (Unsqueeze/Expand/Reshape, HF repeat_kv).
+  int64_t kv_groups = 1;
+  std::string mask;  // bool [B,1,S,C]; empty = io.causal_mask
+};
+std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
+                            const std::string& k, const std::string& v, const AttentionOptions& options);
 
 // logits output [B,1,V]: the hidden state at argmax(position_ids) of each row times
 // Transpose(embedding [V,H]).

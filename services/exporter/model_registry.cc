@@ -10,6 +10,7 @@ const ModelRegistry& ModelRegistry::Get() {
   static const ModelRegistry* registry = [] {
     auto* r = new ModelRegistry;
     RegisterGpt2(*r);
+    RegisterLlama(*r);
     return r;
   }();
   return *registry;

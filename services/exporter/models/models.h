@@ -5,6 +5,7 @@ namespace qeff::exporter {
 
 class ModelRegistry;
 
-void RegisterGpt2(ModelRegistry& registry);  // GPT2LMHeadModel
+void RegisterGpt2(ModelRegistry& registry);   // GPT2LMHeadModel
+void RegisterLlama(ModelRegistry& registry);  // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
 }  // namespace qeff::exporter
