@@ -112,7 +112,7 @@ absl::Status RunTensorOp(const Op& op, const std::vector<TensorRef>& in, const s
   const size_t es = DTypeSize(o.dtype);
   if (t == "Copy" || t == "Reshape") {
     if (in.empty() || in[0].bytes() != o.bytes()) return absl::InvalidArgumentError(absl::StrCat(t, ": size mismatch"));
-    if (in[0].data != o.data) std::memmove(o.data, in[0].data, o.bytes());
+    if (o.bytes() > 0 && in[0].data != o.data) std::memmove(o.data, in[0].data, o.bytes());
     return absl::OkStatus();
   }
   if (t == "Range") {
