@@ -70,6 +70,15 @@ absl::StatusOr<qeff::v1::ModelInfo> Load(const std::string& address, const qeff:
   return resp.model();
 }
 
+absl::StatusOr<qeff::v1::EmbedResponse> Embed(const std::string& address, const qeff::v1::EmbedRequest& req) {
+  auto stub = qeff::v1::Runner::NewStub(Connect(address));
+  grpc::ClientContext ctx;
+  qeff::v1::EmbedResponse resp;
+  grpc::Status s = stub->Embed(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, address);
+  return resp;
+}
+
 absl::StatusOr<qeff::v1::GenerateEvent> Generate(const std::string& address, const qeff::v1::GenerateRequest& req,
                                                  const std::function<void(const qeff::v1::GenerateEvent&)>& on_event) {
   auto stub = qeff::v1::Runner::NewStub(Connect(address));

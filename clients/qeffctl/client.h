@@ -28,6 +28,8 @@ absl::StatusOr<qeff::v1::CompileResult> Compile(const std::string& address, cons
                                                 ProgressPrinter& progress);
 absl::StatusOr<qeff::v1::ModelInfo> Load(const std::string& address, const qeff::v1::LoadRequest& req);
 
+absl::StatusOr<qeff::v1::EmbedResponse> Embed(const std::string& address, const qeff::v1::EmbedRequest& req);
+
 // Streams a generation; `on_event` sees every event (token chunks and the final stats event).
 absl::StatusOr<qeff::v1::GenerateEvent> Generate(const std::string& address, const qeff::v1::GenerateRequest& req,
                                                  const std::function<void(const qeff::v1::GenerateEvent&)>& on_event);

@@ -1,6 +1,7 @@
 // qeffctl: the command-line client of qeff.
 //
 //   qeffctl infer --model DIR|org/name --prompt "Hi" [--max-new-tokens N] [--json]
+//   qeffctl embed --model DIR --text "..." [--text ...] [--pooling mean|cls|max|pooler] [--normalize]
 //   qeffctl export | compile | load | generate | list | unload | tokenize | cache ls|gc
 #include <unistd.h>
 
@@ -205,6 +206,18 @@ int main(int argc, char** argv) {
   add_model_opts(infer_cmd);
   AddCompileOptions(infer_cmd, ca);
   AddGenerateOptions(infer_cmd, ga);
+  auto* embed_cmd = app.add_subcommand("embed", "export + compile + load an encoder (BERT) and embed texts or ids");
+  add_model_opts(embed_cmd);
+  std::vector<std::string> embed_texts, embed_ids;
+  std::string pooling = "mean";
+  bool normalize = false;
+  embed_cmd->add_option("--text", embed_texts, "a text to embed (repeat for more)");
+  embed_cmd->add_option("--input-ids", embed_ids, "comma-separated ids of one sequence (repeat for more)");
+  embed_cmd->add_option("--pooling", pooling, "mean | cls | max | pooler")->capture_default_str();
+  embed_cmd->add_flag("--normalize", normalize, "L2-normalize the embeddings");
+  embed_cmd->add_option("--seq-len", ca.prefill_seq_len, "compiled sequence length")->capture_default_str();
+  embed_cmd->add_option("--batch-size", ca.batch_size)->capture_default_str();
+  embed_cmd->add_option("--num-cores", ca.num_cores, "device cores/threads (0 = all)");
   auto* list_cmd = app.add_subcommand("list", "list loaded models");
   auto* unload_cmd = app.add_subcommand("unload", "unload a model");
   unload_cmd->add_option("--model-id", model_id)->required();
@@ -282,6 +295,41 @@ int main(int argc, char** argv) {
     auto l = qeffctl::Load(c.RunnerAddr(), lreq);
     if (!l.ok()) return Fail(l.status());
     if (int rc = RunGenerate(c, ga, l->model_id(), &out); rc != 0) return rc;
+  } else if (*embed_cmd) {
+    if (embed_texts.empty() == embed_ids.empty()) {
+      std::cerr << "error: pass --text or --input-ids (one or more times), not both\n";
+      return 1;
+    }
+    qeff::v1::EmbedRequest ereq;
+    for (const auto& t : embed_texts) ereq.add_texts(t);
+    for (const auto& seq : embed_ids) {
+      auto* in = ereq.add_inputs();
+      for (absl::string_view part : absl::StrSplit(seq, ',', absl::SkipWhitespace())) {
+        int64_t id;
+        if (!absl::SimpleAtoi(part, &id)) return Fail(absl::InvalidArgumentError("--input-ids must be comma-separated integers"));
+        in->add_ids(id);
+      }
+    }
+    ereq.set_pooling(pooling);
+    ereq.set_normalize(normalize);
+    auto e = do_export(&out);
+    if (!e.ok()) return Fail(e.status());
+    auto q = do_compile(e->artifact().key(), &out);
+    if (!q.ok()) return Fail(q.status());
+    qeff::v1::LoadRequest lreq;
+    lreq.set_qpc_key(q->artifact().key());
+    auto l = qeffctl::Load(c.RunnerAddr(), lreq);
+    if (!l.ok()) return Fail(l.status());
+    ereq.set_model_id(l->model_id());
+    auto r = qeffctl::Embed(c.RunnerAddr(), ereq);
+    if (!r.ok()) return Fail(r.status());
+    out["embeddings"] = nlohmann::json::array();
+    for (const auto& emb : r->embeddings()) {
+      out["embeddings"].push_back(std::vector<float>(emb.values().begin(), emb.values().end()));
+    }
+    out["pooling"] = pooling;
+    out["normalized"] = normalize;
+    out["e2e_ms"] = r->e2e_ms();
   } else if (*list_cmd || *unload_cmd) {
     auto stub = qeff::v1::Runner::NewStub(qeffctl::Connect(c.RunnerAddr()));
     grpc::ClientContext ctx;

@@ -19,17 +19,32 @@ namespace {
 
 constexpr int kProgramFormatVersion = 1;  // must match device/session.cc
 
-std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& o) {
+}  // namespace
+
+bool HasRetainedState(const OnnxModel& model) {
+  for (const auto& in : model.inputs()) {
+    for (const auto& out : model.outputs()) {
+      if (out.name == in.name + "_RetainedState") return true;
+    }
+  }
+  return false;
+}
+
+std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& o, bool causal) {
+  // Encoders (no KV cache) run one shape, like QEfficient's "Embedding" specialization.
+  if (!causal) return {{"Embedding", o.batch_size, o.prefill_seq_len, 0}};
   std::vector<SpecializationSummary> specs;
   specs.push_back({"Prefill", o.batch_size, o.prefill_seq_len, o.ctx_len});
   if (o.prefill_seq_len != 1) specs.push_back({"Decode", o.batch_size, 1, o.ctx_len});
   return specs;
 }
 
+namespace {
+
 absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileOptions& options,
                                           const fs::path& staging, const ProgressFn& progress) {
   CompileSummary summary;
-  summary.specializations = PlanSpecializations(options);
+  summary.specializations = PlanSpecializations(options, HasRetainedState(model));
   QEFF_ASSIGN_OR_RETURN(WeightsWriter weights, WeightsWriter::Create(staging / "weights.bin"));
   WeightCache cache;
   cache.weight_dtype = options.weight_dtype == "bf16" ? qeff::v1::BF16 : qeff::v1::F32;

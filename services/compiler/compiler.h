@@ -33,10 +33,18 @@ struct CompileOptions {
 
 absl::Status ValidateOptions(const CompileOptions& options);
 
+class OnnxModel;
+// Graph input X paired with output X_RetainedState (a causal LM's KV cache).
+bool HasRetainedState(const OnnxModel& model);
+
 struct SpecializationSummary {
   std::string name;
-  int batch_size = 0, seq_len = 0, ctx_len = 0;
+  int batch_size = 0, seq_len = 0, ctx_len = 0;  // ctx_len 0 for encoders
 };
+
+// Causal LMs: Prefill (seq_len = prefill_seq_len) and Decode (seq_len = 1) at ctx_len;
+// encoders: one Embedding specialization at seq_len = prefill_seq_len.
+std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& options, bool causal);
 
 struct CompileSummary {
   std::vector<SpecializationSummary> specializations;

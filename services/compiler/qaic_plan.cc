@@ -46,30 +46,29 @@ absl::Status RunIn(const fs::path& dir, const std::vector<std::string>& argv) {
 nlohmann::json SpecializationsJson(const std::vector<SpecializationSummary>& specs) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& s : specs) {
-    list.push_back({{"name", s.name},
-                    {"symbols",
-                     {{"batch_size", std::to_string(s.batch_size)},
-                      {"seq_len", std::to_string(s.seq_len)},
-                      {"ctx_len", std::to_string(s.ctx_len)}}}});
+    nlohmann::json symbols = {{"batch_size", std::to_string(s.batch_size)}, {"seq_len", std::to_string(s.seq_len)}};
+    if (s.ctx_len > 0) symbols["ctx_len"] = std::to_string(s.ctx_len);
+    list.push_back({{"name", s.name}, {"symbols", symbols}});
   }
   return {{"specializations", list}};
 }
 
-std::vector<std::string> QaicCompileCommand(const fs::path& onnx_path, const CompileOptions& o) {
-  std::vector<std::string> argv = {QaicCompilePath(), "-aic-hw", "-aic-hw-version=ai100",
-                                   "-m=" + onnx_path.string(), "-retained-state", "-convert-to-fp16",
-                                   absl::StrCat("-aic-num-cores=", o.num_cores > 0 ? o.num_cores : 16),
-                                   "-network-specialization-config=specializations.json",
-                                   "-custom-IO-list-file=custom_io.yaml", "-aic-binary-dir=qpc"};
+std::vector<std::string> QaicCompileCommand(const fs::path& onnx_path, const CompileOptions& o, bool causal) {
+  std::vector<std::string> argv = {QaicCompilePath(), "-aic-hw", "-aic-hw-version=ai100", "-m=" + onnx_path.string()};
+  if (causal) argv.push_back("-retained-state");
+  argv.push_back("-convert-to-fp16");
+  argv.push_back(absl::StrCat("-aic-num-cores=", o.num_cores > 0 ? o.num_cores : 16));
+  argv.push_back("-network-specialization-config=specializations.json");
+  if (causal) argv.push_back("-custom-IO-list-file=custom_io.yaml");
+  argv.push_back("-aic-binary-dir=qpc");
   return argv;
 }
 
 absl::StatusOr<CompileSummary> CompileForSdk(const fs::path& export_dir, const CompileOptions& options,
                                              const fs::path& staging, const ProgressFn& progress) {
   CompileSummary summary;
-  summary.specializations.push_back({"Prefill", options.batch_size, options.prefill_seq_len, options.ctx_len});
-  if (options.prefill_seq_len != 1) summary.specializations.push_back({"Decode", options.batch_size, 1, options.ctx_len});
   QEFF_ASSIGN_OR_RETURN(std::unique_ptr<OnnxModel> model, OnnxModel::Load(export_dir, "model.onnx"));
+  summary.specializations = PlanSpecializations(options, HasRetainedState(*model));
   std::string yaml;
   for (const auto& in : model->inputs()) {
     bool retained = false;
@@ -81,8 +80,9 @@ absl::StatusOr<CompileSummary> CompileForSdk(const fs::path& export_dir, const C
   }
   QEFF_RETURN_IF_ERROR(util::WriteFileSynced(staging / "specializations.json",
                                              SpecializationsJson(summary.specializations).dump(2)));
-  QEFF_RETURN_IF_ERROR(util::WriteFileSynced(staging / "custom_io.yaml", yaml));
-  summary.command = QaicCompileCommand(export_dir / "model.onnx", options);
+  const bool causal = HasRetainedState(*model);
+  if (causal) QEFF_RETURN_IF_ERROR(util::WriteFileSynced(staging / "custom_io.yaml", yaml));
+  summary.command = QaicCompileCommand(export_dir / "model.onnx", options, causal);
   if (options.target == "qnn") {
     return absl::FailedPreconditionError(
         "the qnn target needs the QAIRT SDK (qairt-converter, qnn-context-binary-generator), which is not installed");

@@ -16,8 +16,10 @@ namespace qeff::compiler {
 // {"specializations": [{"name": "Prefill", "symbols": {"batch_size": "1", ...}}, ...]}
 nlohmann::json SpecializationsJson(const std::vector<SpecializationSummary>& specs);
 
-// The qaic-compile argv (paths relative to the qpc directory, where it runs).
-std::vector<std::string> QaicCompileCommand(const std::filesystem::path& onnx_path, const CompileOptions& options);
+// The qaic-compile argv (paths relative to the qpc directory, where it runs). Encoders (no
+// retained state) get neither -retained-state nor a custom-IO file, as in QEfficient.
+std::vector<std::string> QaicCompileCommand(const std::filesystem::path& onnx_path, const CompileOptions& options,
+                                            bool causal);
 
 absl::StatusOr<CompileSummary> CompileForSdk(const std::filesystem::path& export_dir, const CompileOptions& options,
                                              const std::filesystem::path& staging, const ProgressFn& progress);

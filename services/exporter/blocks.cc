@@ -307,4 +307,62 @@ void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::stri
   g.NodeNamed("MatMul", {last, w_t}, {"logits"});
 }
 
+RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
+                           double theta) {
+  const int64_t half = rotary_dim / 2;
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
+    const float p = static_cast<float>(std::pow(theta, static_cast<double>(expo)));
+    inv_freq[static_cast<size_t>(i)] = 1.0f / p;
+  }
+  std::vector<float> cos(static_cast<size_t>(max_positions * rotary_dim)), sin(cos.size());
+  for (int64_t p = 0; p < max_positions; ++p) {
+    for (int64_t i = 0; i < rotary_dim; ++i) {
+      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(i / 2)];
+      cos[static_cast<size_t>(p * rotary_dim + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
+      sin[static_cast<size_t>(p * rotary_dim + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
+    }
+  }
+  std::string cos_t = ConstF32(g, "rope_interleaved_cos_table", cos, {max_positions, rotary_dim});
+  std::string sin_t = ConstF32(g, "rope_interleaved_sin_table", sin, {max_positions, rotary_dim});
+  std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "rope_pos");
+  RopeTables r;
+  std::string c = g.Node("Gather", {cos_t, pos}, {AttrInt("axis", 0)}, "rope_cos_bs");
+  std::string s = g.Node("Gather", {sin_t, pos}, {AttrInt("axis", 0)}, "rope_sin_bs");
+  r.cos = g.Node("Unsqueeze", {c, g.VectorI64({1})}, {}, "rope_cos");
+  r.sin = g.Node("Unsqueeze", {s, g.VectorI64({1})}, {}, "rope_sin");
+  return r;
+}
+
+std::string ApplyRopeInterleaved(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim,
+                                 int64_t rotary_dim) {
+  std::string rot_in = x, pass;
+  if (rotary_dim < head_dim) {
+    auto parts = g.NodeN("Split", {x, g.VectorI64({rotary_dim, head_dim - rotary_dim})}, 2, {AttrInt("axis", 3)},
+                         "rope_part");
+    rot_in = parts[0];
+    pass = parts[1];
+  }
+  // rotate_every_two: view the last axis as [rotary_dim/2, 2] pairs, (x1, x2) -> (-x2, x1).
+  std::string pairs = g.Node("Reshape", {rot_in, g.VectorI64({0, 0, 0, rotary_dim / 2, 2})}, {}, "rope_pairs");
+  auto eo = g.NodeN("Split", {pairs, g.VectorI64({1, 1})}, 2, {AttrInt("axis", 4)}, "rope_even_odd");
+  std::string neg = g.Node("Neg", {eo[1]}, {}, "rope_neg");
+  std::string swapped = g.Node("Concat", {neg, eo[0]}, {AttrInt("axis", 4)}, "rope_swapped");
+  std::string rot = g.Node("Reshape", {swapped, g.VectorI64({0, 0, 0, rotary_dim})}, {}, "rope_rot");
+  std::string a = g.Node("Mul", {rot_in, rope.cos}, {}, "rope_xcos");
+  std::string b = g.Node("Mul", {rot, rope.sin}, {}, "rope_rsin");
+  std::string out = g.Node("Add", {a, b}, {}, "rope");
+  if (pass.empty()) return out;
+  return g.Node("Concat", {out, pass}, {AttrInt("axis", 3)}, "rope_full");
+}
+
+std::string LastPositionHidden(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden,
+                               int64_t hidden_size) {
+  std::string idx = g.Node("ArgMax", {io.position_ids}, {AttrInt("axis", 1), AttrInt("keepdims", 1)}, "last_pos");
+  std::string idx3 = g.Node("Unsqueeze", {idx, g.VectorI64({2})}, {}, "last_pos3");
+  std::string idx_h = g.Node("Expand", {idx3, g.VectorI64({1, 1, hidden_size})}, {}, "last_pos_h");
+  return g.Node("GatherElements", {hidden, idx_h}, {AttrInt("axis", 1)}, "last_hidden");
+}
+
 }  // namespace qeff::exporter

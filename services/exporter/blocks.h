@@ -125,4 +125,20 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
 void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
                           const std::string& embedding_vh);
 
+// ---- GPT-J style rotary (interleaved pairs, optionally over the first rotary_dim dims) ----
+// Tables [max_positions, rotary_dim] as HF 4.44 create_sinusoidal_positions computes them in
+// float32 (inv_freq = 1 / theta^(2i/d), angle = pos·inv_freq), each value repeated twice in a
+// row (repeat_interleave), gathered at max(position_ids, 0) -> [B,1,S,rotary_dim].
+RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
+                           double theta);
+// x [B,heads,S,head_dim]: the first rotary_dim dims become x·cos + rotate_every_two(x)·sin,
+// rotate_every_two(x)[2i] = -x[2i+1], [2i+1] = x[2i]; the rest pass through.
+std::string ApplyRopeInterleaved(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim,
+                                 int64_t rotary_dim);
+
+// The hidden state [B,1,H] at argmax(position_ids) of each row (for heads that are not a bare
+// tied/untied MatMul, e.g. GPT-J's lm_head with bias).
+std::string LastPositionHidden(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden,
+                               int64_t hidden_size);
+
 }  // namespace qeff::exporter

@@ -11,6 +11,11 @@ const ModelRegistry& ModelRegistry::Get() {
     auto* r = new ModelRegistry;
     RegisterGpt2(*r);
     RegisterLlama(*r);
+    RegisterBert(*r);
+    RegisterGemma2(*r);
+    RegisterPhi3(*r);
+    RegisterGptj(*r);
+    RegisterFalcon(*r);
     return r;
   }();
   return *registry;

@@ -1,7 +1,10 @@
 #include "services/runner/runner_service.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "common/rpc/server.h"
+#include "services/runner/embedder.h"
 #include "services/runner/generator.h"
 
 namespace qeff::runner {
@@ -55,6 +58,10 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   auto model = registry_->Get(req->model_id());
   if (!model.ok()) return rpc::ToGrpc(model.status());
   LoadedModel& m = **model;
+  if (IsEncoder(*m.session)) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("model '", m.model_id, "' is an encoder; use Embed (qeffctl embed)"));
+  }
 
   GenerationRequest gen;
   if (req->input_ids_size() > 0 && !req->prompt().empty()) {
@@ -122,6 +129,55 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   st->set_generated_tokens(result->stats.generated_tokens);
   st->set_prefill_chunks(result->stats.prefill_chunks);
   writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Embed(grpc::ServerContext*, const qeff::v1::EmbedRequest* req,
+                                  qeff::v1::EmbedResponse* resp) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = registry_->Get(req->model_id());
+  if (!model.ok()) return rpc::ToGrpc(model.status());
+  LoadedModel& m = **model;
+  if (req->texts_size() > 0 && req->inputs_size() > 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either texts or inputs, not both");
+  }
+  if (req->texts_size() + req->inputs_size() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to embed: pass texts or inputs");
+  }
+  constexpr int kMaxSequences = 4096;
+  if (req->texts_size() + req->inputs_size() > kMaxSequences) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " sequences per request"));
+  }
+  std::vector<std::vector<int32_t>> inputs;
+  for (const auto& text : req->texts()) {
+    if (!m.tokenizer) return NeedTokenizer(m);
+    if (text.size() > kMaxPromptBytes) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a text is larger than 4 MiB");
+    auto enc = m.tokenizer->Encode(text, /*add_special_tokens=*/true);
+    if (!enc.ok()) return rpc::ToGrpc(enc.status());
+    inputs.push_back(enc->ids);
+  }
+  for (const auto& in : req->inputs()) {
+    std::vector<int32_t> ids;
+    for (int64_t id : in.ids()) {
+      if (id < 0 || id > INT32_MAX) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("token id ", id, " is out of range"));
+      }
+      ids.push_back(static_cast<int32_t>(id));
+    }
+    inputs.push_back(std::move(ids));
+  }
+  EmbedOptions options;
+  options.pooling = req->pooling();
+  options.normalize = req->normalize();
+  std::lock_guard<std::mutex> run_lock(m.run_mu);
+  auto result = runner::Embed(*m.session, inputs, options);
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  for (size_t i = 0; i < result->size(); ++i) {
+    auto* e = resp->add_embeddings();
+    e->mutable_values()->Add((*result)[i].begin(), (*result)[i].end());
+    e->set_num_tokens(static_cast<int32_t>(inputs[i].size()));
+  }
+  resp->set_e2e_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return grpc::Status::OK;
 }
 

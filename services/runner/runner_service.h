@@ -1,4 +1,4 @@
-// gRPC Runner service: model lifecycle, streamed generation and tokenization.
+// gRPC Runner service: model lifecycle, streamed generation, embeddings and tokenization.
 #pragma once
 
 #include "qeff/v1/runner.grpc.pb.h"
@@ -15,6 +15,7 @@ class RunnerService final : public qeff::v1::Runner::Service {
   grpc::Status List(grpc::ServerContext*, const qeff::v1::ListRequest*, qeff::v1::ListResponse*) override;
   grpc::Status Generate(grpc::ServerContext*, const qeff::v1::GenerateRequest*,
                         grpc::ServerWriter<qeff::v1::GenerateEvent>*) override;
+  grpc::Status Embed(grpc::ServerContext*, const qeff::v1::EmbedRequest*, qeff::v1::EmbedResponse*) override;
   grpc::Status Tokenize(grpc::ServerContext*, const qeff::v1::TokenizeRequest*, qeff::v1::TokenizeResponse*) override;
   grpc::Status Detokenize(grpc::ServerContext*, const qeff::v1::DetokenizeRequest*,
                           qeff::v1::DetokenizeResponse*) override;

@@ -1,6 +1,8 @@
 // Export -> compile (cpu) -> run, in process, against HF transformers' reference outputs for the
-// Llama-family fixtures (llama: GQA + rope_theta 5e5 + untied head; mistral: multi-query +
-// sliding window 12; qwen2: q/k/v bias + tied head): logits of the decode path at every prompt
+// causal-LM fixtures (llama: GQA + rope_theta 5e5 + untied head; mistral: multi-query +
+// sliding window 12; qwen2: q/k/v bias + tied head; phi3: fused qkv/gate_up; gptj: partial
+// interleaved rotary, parallel attention + MLP, lm_head bias; falcon: multi-query, parallel
+// attention + MLP, tied head): logits of the decode path at every prompt
 // position and of chunked prefill at the last position within 1e-4, and the 16 greedy tokens
 // exactly. Same approach as gpt2_pipeline_test.cc.
 #include <unistd.h>
@@ -162,7 +164,8 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, CausalLmPipelineTest, ::testing::Values("llama", "mistral", "qwen2"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, CausalLmPipelineTest,
+                         ::testing::Values("llama", "mistral", "qwen2", "phi3", "gptj", "falcon"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

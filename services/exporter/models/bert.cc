@@ -1,0 +1,151 @@
+// BertModel (sentence-transformers encoders such as all-MiniLM-L6-v2): absolute positions,
+// token type 0, post-LN blocks with erf GELU, and the tanh pooler. Exported like QEfficient's
+// QEFFAutoModel: inputs input_ids and attention_mask [batch_size, seq_len], outputs
+// last_hidden_state [B,S,H] and pooler_output [B,H]; pooling (mean / cls / max) is the
+// runner's job. No KV cache, so the compiler emits a single "Embedding" specialization.
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/status_macros.h"
+#include "services/exporter/blocks.h"
+#include "services/exporter/model_registry.h"
+#include "services/exporter/models/models.h"
+
+namespace qeff::exporter {
+namespace {
+
+struct BertConfig {
+  int64_t hidden = 0, heads = 0, layers = 0, vocab = 0, positions = 0, inner = 0, types = 0;
+  float epsilon = 1e-12f;
+};
+
+absl::StatusOr<BertConfig> ReadConfig(const nlohmann::json& c) {
+  BertConfig b;
+  QEFF_ASSIGN_OR_RETURN(b.hidden, ConfigInt(c, "hidden_size", 1, 1 << 16));
+  QEFF_ASSIGN_OR_RETURN(b.heads, ConfigInt(c, "num_attention_heads", 1, 1024));
+  QEFF_ASSIGN_OR_RETURN(b.layers, ConfigInt(c, "num_hidden_layers", 1, 1024));
+  QEFF_ASSIGN_OR_RETURN(b.vocab, ConfigInt(c, "vocab_size", 1, 1 << 22));
+  QEFF_ASSIGN_OR_RETURN(b.positions, ConfigInt(c, "max_position_embeddings", 1, 1 << 20));
+  QEFF_ASSIGN_OR_RETURN(b.inner, ConfigInt(c, "intermediate_size", 1, 1 << 18));
+  const int64_t default_types = 2;
+  QEFF_ASSIGN_OR_RETURN(b.types, ConfigInt(c, "type_vocab_size", 1, 1 << 10, &default_types));
+  QEFF_ASSIGN_OR_RETURN(double eps, ConfigFloat(c, "layer_norm_eps", 0.0, 1.0, 1e-12));
+  b.epsilon = static_cast<float>(eps);
+  QEFF_ASSIGN_OR_RETURN(std::string act, ConfigString(c, "hidden_act", "gelu"));
+  QEFF_ASSIGN_OR_RETURN(std::string pos_type, ConfigString(c, "position_embedding_type", "absolute"));
+  if (b.hidden % b.heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: hidden_size = ", b.hidden,
+                                                   " is not divisible by num_attention_heads = ", b.heads));
+  }
+  if (act != "gelu") return absl::UnimplementedError(absl::StrCat("BERT hidden_act \"", act, "\" is not supported (gelu)"));
+  if (pos_type != "absolute") {
+    return absl::UnimplementedError(absl::StrCat("BERT position_embedding_type \"", pos_type, "\" is not supported"));
+  }
+  return b;
+}
+
+absl::Status BuildBert(BuildContext& ctx, ExportSummary* summary) {
+  QEFF_ASSIGN_OR_RETURN(BertConfig c, ReadConfig(ctx.folder.config()));
+  GraphBuilder& g = ctx.graph;
+  const hf::ModelFolder& folder = ctx.folder;
+  const int64_t H = c.hidden, hd = c.hidden / c.heads;
+  // BertModel checkpoints have no prefix; BertFor* task models nest it under "bert.".
+  std::string p;
+  if (folder.HasTensor("bert.embeddings.word_embeddings.weight")) {
+    p = "bert.";
+  } else if (!folder.HasTensor("embeddings.word_embeddings.weight")) {
+    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"embeddings.word_embeddings.weight\" is missing from ",
+                                                   folder.dir().string()));
+  }
+  auto W = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    return LoadWeight(g, folder, p + name, shape);
+  };
+  auto Lin = [&](const std::string& name, int64_t out, int64_t in) {
+    return LoadLinearWeight(g, folder, p + name, out, in);
+  };
+
+  g.Input("input_ids", onnx::TensorProto::INT64, {"batch_size", "seq_len"});
+  g.Input("attention_mask", onnx::TensorProto::INT64, {"batch_size", "seq_len"});
+  ctx.progress("export", "embeddings", 0, c.layers);
+
+  QEFF_ASSIGN_OR_RETURN(std::string word, W("embeddings.word_embeddings.weight", {c.vocab, H}));
+  QEFF_ASSIGN_OR_RETURN(std::string pos_table, W("embeddings.position_embeddings.weight", {c.positions, H}));
+  QEFF_ASSIGN_OR_RETURN(std::string types, W("embeddings.token_type_embeddings.weight", {c.types, H}));
+  QEFF_ASSIGN_OR_RETURN(std::string emb_ln_w, W("embeddings.LayerNorm.weight", {H}));
+  QEFF_ASSIGN_OR_RETURN(std::string emb_ln_b, W("embeddings.LayerNorm.bias", {H}));
+
+  // Positions 0..S-1 from the input's own shape, so one graph serves every seq_len.
+  std::string seq = g.Node("Gather", {g.Node("Shape", {"input_ids"}, {}, "ids_shape"), g.ScalarI64(1)},
+                           {AttrInt("axis", 0)}, "seq_len");
+  std::string positions = g.Node("Range", {g.ScalarI64(0), seq, g.ScalarI64(1)}, {}, "positions");
+  std::string h = g.Node("Gather", {word, "input_ids"}, {AttrInt("axis", 0)}, "word_emb");
+  h = g.Node("Add", {h, g.Node("Gather", {pos_table, positions}, {AttrInt("axis", 0)}, "pos_emb")}, {}, "embed");
+  // Token type 0 for every token (the exported interface, like QEfficient's, has no token types).
+  h = g.Node("Add", {h, g.Node("Gather", {types, g.ScalarI64(0)}, {AttrInt("axis", 0)}, "type0_emb")}, {}, "embed");
+  h = LayerNorm(g, h, emb_ln_w, emb_ln_b, c.epsilon);
+
+  // HF's extended mask: (1 - mask) * float32 lowest added to the scores, [B,1,1,S].
+  std::string maskf = g.Node("Cast", {"attention_mask"}, {AttrInt("to", onnx::TensorProto::FLOAT)}, "maskf");
+  std::string inv = g.Node("Sub", {g.ScalarF32(1.0f), maskf}, {}, "inv_mask");
+  std::string bias = g.Node("Mul", {inv, g.ScalarF32(std::numeric_limits<float>::lowest())}, {}, "mask_bias");
+  bias = g.Node("Unsqueeze", {bias, g.VectorI64({1, 2})}, {}, "mask_bias4");
+  const std::string scale = g.ScalarF32(std::sqrt(static_cast<float>(hd)));
+
+  for (int i = 0; i < c.layers; ++i) {
+    const std::string l = absl::StrCat("encoder.layer.", i, ".");
+    QEFF_ASSIGN_OR_RETURN(std::string wq, Lin(l + "attention.self.query.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bq, W(l + "attention.self.query.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string wk, Lin(l + "attention.self.key.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bk, W(l + "attention.self.key.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string wv, Lin(l + "attention.self.value.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bv, W(l + "attention.self.value.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string wo, Lin(l + "attention.output.dense.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bo, W(l + "attention.output.dense.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string ln1_w, W(l + "attention.output.LayerNorm.weight", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string ln1_b, W(l + "attention.output.LayerNorm.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string wi, Lin(l + "intermediate.dense.weight", c.inner, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bi, W(l + "intermediate.dense.bias", {c.inner}));
+    QEFF_ASSIGN_OR_RETURN(std::string wout, Lin(l + "output.dense.weight", H, c.inner));
+    QEFF_ASSIGN_OR_RETURN(std::string bout, W(l + "output.dense.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string ln2_w, W(l + "output.LayerNorm.weight", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string ln2_b, W(l + "output.LayerNorm.bias", {H}));
+
+    std::string q = SplitHeads(g, Linear(g, h, wq, bq), c.heads, hd);
+    std::string k = SplitHeads(g, Linear(g, h, wk, bk), c.heads, hd);
+    std::string v = SplitHeads(g, Linear(g, h, wv, bv), c.heads, hd);
+    std::string kt = g.Node("Transpose", {k}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");
+    std::string scores = g.Node("Div", {g.Node("MatMul", {q, kt}, {}, "qk"), scale}, {}, "scores");
+    scores = g.Node("Add", {scores, bias}, {}, "masked_scores");
+    std::string probs = g.Node("Softmax", {scores}, {AttrInt("axis", -1)}, "probs");
+    std::string attn = MergeHeads(g, g.Node("MatMul", {probs, v}, {}, "attn"), H);
+    attn = Linear(g, attn, wo, bo);
+    h = LayerNorm(g, g.Node("Add", {attn, h}, {}, "attn_res"), ln1_w, ln1_b, c.epsilon);
+    std::string ff = GeluErf(g, Linear(g, h, wi, bi));
+    ff = Linear(g, ff, wout, bout);
+    h = LayerNorm(g, g.Node("Add", {ff, h}, {}, "ff_res"), ln2_w, ln2_b, c.epsilon);
+    ctx.progress("export", absl::StrCat("layer ", i + 1, " of ", c.layers), i + 1, c.layers);
+  }
+  g.NodeNamed("Identity", {h}, {"last_hidden_state"});
+  g.Output("last_hidden_state", onnx::TensorProto::FLOAT, {"batch_size", "seq_len", H});
+
+  QEFF_ASSIGN_OR_RETURN(std::string wp, Lin("pooler.dense.weight", H, H));
+  QEFF_ASSIGN_OR_RETURN(std::string bp, W("pooler.dense.bias", {H}));
+  std::string first = g.Node("Gather", {h, g.ScalarI64(0)}, {AttrInt("axis", 1)}, "cls_hidden");
+  g.NodeNamed("Tanh", {Linear(g, first, wp, bp)}, {"pooler_output"});
+  g.Output("pooler_output", onnx::TensorProto::FLOAT, {"batch_size", H});
+
+  summary->num_layers = static_cast<int>(c.layers);
+  summary->manifest_extra = {{"task", "feature-extraction"},
+                             {"hidden_size", H},
+                             {"num_heads", c.heads},
+                             {"max_positions", c.positions},
+                             {"vocab_size", c.vocab}};
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterBert(ModelRegistry& registry) { registry.Register("BertModel", BuildBert); }
+
+}  // namespace qeff::exporter
