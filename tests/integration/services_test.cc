@@ -316,5 +316,29 @@ TEST_F(ServicesTest, HubIdResolvesOfflineInTheHfCache) {
   EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos) << missing.err;
 }
 
+TEST_F(ServicesTest, EmbedThroughQeffdMatchesSentenceTransformersPooling) {
+  const fs::path bert = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/bert";
+  std::ifstream in(bert / "reference.json");
+  json ref = json::parse(in);
+  ServerProcess qeffd;
+  ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
+  std::vector<std::string> argv = {Binary("qeffctl"), "embed", "--server", qeffd.address(), "--model", bert.string(),
+                                   "--seq-len", "32", "--normalize", "--json"};
+  for (const auto& input : ref["inputs"]) {
+    argv.push_back("--input-ids");
+    argv.push_back(Join(input["input_ids"].get<std::vector<int64_t>>()));
+  }
+  json j = RunJson(argv);
+  ASSERT_EQ(j["embeddings"].size(), 2u);
+  // all-MiniLM-style output: L2-normalized mean pooling; first8_row0 is HF's own value.
+  const auto want = ref["outputs"]["mean_pooled_normalized"]["first8_row0"].get<std::vector<double>>();
+  for (size_t d = 0; d < want.size(); ++d) EXPECT_NEAR(j["embeddings"][0][d].get<double>(), want[d], 1e-4) << d;
+  // A causal LM refuses Embed, an encoder refuses Generate, with messages that say what to use.
+  CommandResult gen = RunCommand({Binary("qeffctl"), "generate", "--server", qeffd.address(), "--model-id",
+                                  j["qpc_key"].get<std::string>(), "--input-ids", "2,5,3"});
+  EXPECT_NE(gen.exit_code, 0);
+  EXPECT_NE(gen.err.find("Embed"), std::string::npos) << gen.err;
+}
+
 }  // namespace
 }  // namespace qeff::testing
