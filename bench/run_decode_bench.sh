@@ -18,7 +18,7 @@ echo "== random GPT-2-124M (12 layers, 768 hidden, 12 heads, 50257 vocab)"
 "$BUILD/bench/qeff-make-random-model" --out "$WORK/gpt2-124m" --n-layer 12 --n-embd 768 --n-head 12 \
   --vocab 50257 --n-positions 1024 --std 0.02 --tokenizer-from tests/fixtures/hf/gpt2 >/dev/null
 
-for DTYPE in fp32 bf16; do
+for DTYPE in fp32 bf16 int8; do
   echo "== qeff cpu, $DTYPE weights, $THREADS threads, ctx 256, 32-token prompt, 128 decode steps"
   "$BUILD/bench/decode/qeff-decode-bench" --model "$WORK/gpt2-124m" --weight-dtype $DTYPE --threads "$THREADS" \
     --ctx 256 --prompt 32 --steps 128 --work-dir "$WORK/run-$DTYPE"

@@ -9,6 +9,7 @@ size_t DTypeSize(DType dtype) {
     case qeff::v1::BOOL: return 1;
     case qeff::v1::BF16: return 2;
     case qeff::v1::I32: return 4;
+    case qeff::v1::I8: return 1;
     default: return 0;
   }
 }
@@ -20,6 +21,7 @@ const char* DTypeName(DType dtype) {
     case qeff::v1::BOOL: return "bool";
     case qeff::v1::BF16: return "bfloat16";
     case qeff::v1::I32: return "int32";
+    case qeff::v1::I8: return "int8";
     default: return "unspecified";
   }
 }

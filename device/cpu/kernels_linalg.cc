@@ -27,23 +27,22 @@ inline float Bf16ToF32(uint16_t v) {
   return f;
 }
 
-// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
+// Weight element as float (int8 still unscaled: the row scale is applied to the sum).
+inline float WeightValue(float v) { return v; }
+inline float WeightValue(uint16_t v) { return Bf16ToF32(v); }
+inline float WeightValue(int8_t v) { return static_cast<float>(v); }
+
+// y[m, n] = scale[n] * sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
 template <typename W>
-void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
-                       int64_t n0, int64_t n1) {
+void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, const float* scale,
+                       float* y, int64_t N, int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
     const W* row = w + n * K;
     for (int64_t m = 0; m < M; ++m) {
       const float* xm = x + m * K;
       float acc = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        if constexpr (std::is_same_v<W, uint16_t>) {
-          acc += xm[k] * Bf16ToF32(row[k]);
-        } else {
-          acc += xm[k] * row[k];
-        }
-      }
-      y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+      for (int64_t k = 0; k < K; ++k) acc += xm[k] * WeightValue(row[k]);
+      y[m * N + n] = acc * (scale ? scale[n] : 1.0f) + (bias ? bias[n] : 0.0f);
     }
   }
 }
@@ -56,6 +55,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(con
   __m256i h = _mm256_maskz_loadu_epi16(mask, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const int8_t* p, __mmask16 mask) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p)));
+}
 
 // One weight row at a time, read front to back, against MR input rows. A single sequential
 // stream is what the hardware prefetcher follows best: interleaving four rows measured 16 GB/s
@@ -64,8 +66,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(con
 template <int MR, typename W>
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K,
                                                                                 const W* w, const float* bias,
-                                                                                float* y, int64_t N, int64_t n0,
-                                                                                int64_t n1) {
+                                                                                const float* scale, float* y,
+                                                                                int64_t N, int64_t n0, int64_t n1) {
   const int64_t k64 = K / 64 * 64;
   for (int64_t n = n0; n < n1; ++n) {
     const W* r = w + n * K;
@@ -92,7 +94,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(
     }
     for (int m = 0; m < MR; ++m) {
       const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
-      y[m * N + n] = _mm512_reduce_add_ps(sum) + (bias ? bias[n] : 0.0f);
+      y[m * N + n] = _mm512_reduce_add_ps(sum) * (scale ? scale[n] : 1.0f) + (bias ? bias[n] : 0.0f);
     }
   }
 }
@@ -104,8 +106,8 @@ bool HasAvx512() {
 #endif
 
 template <typename W>
-void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N, int64_t n0,
-                int64_t n1) {
+void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, const float* scale, float* y,
+                int64_t N, int64_t n0, int64_t n1) {
 #if defined(__x86_64__)
   if (HasAvx512()) {
     // Weight rows in blocks small enough to stay in L2 while every group of up to 4 input rows
@@ -118,61 +120,70 @@ void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* b
         const float* xm = x + m * K;
         float* ym = y + m * N;
         switch (mr) {
-          case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, nb, ne); break;
-          case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, nb, ne); break;
-          case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, nb, ne); break;
-          default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, nb, ne); break;
+          case 1: LinearBlockAvx512<1>(xm, K, w, bias, scale, ym, N, nb, ne); break;
+          case 2: LinearBlockAvx512<2>(xm, K, w, bias, scale, ym, N, nb, ne); break;
+          case 3: LinearBlockAvx512<3>(xm, K, w, bias, scale, ym, N, nb, ne); break;
+          default: LinearBlockAvx512<4>(xm, K, w, bias, scale, ym, N, nb, ne); break;
         }
       }
     }
     return;
   }
 #endif
-  LinearRowsGeneric(x, M, K, w, bias, y, N, n0, n1);
+  LinearRowsGeneric(x, M, K, w, bias, scale, y, N, n0, n1);
 }
 
-// Linear: in = (x [..., K], w [N, K] f32|bf16, bias [N] optional), out [..., N].
+// Linear: in = (x [..., K], w [N, K] f32|bf16|i8, bias [N] or absent, scale [N] for i8),
+// out [..., N].
 absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
                        ThreadPool* pool) {
-  if (in.size() < 2 || out.size() != 1) return absl::InvalidArgumentError("Linear needs x, w[, bias] and one output");
+  if (in.size() < 2 || out.size() != 1) return absl::InvalidArgumentError("Linear needs x, w[, bias, scale] and one output");
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   const float* bias = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
+  const float* scale = in.size() > 3 && in[3].data ? in[3].as<float>() : nullptr;
   if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() != w.shape[1]) {
     return absl::InvalidArgumentError(absl::StrCat("Linear: x ", ShapeString(x.shape), " vs w ", ShapeString(w.shape)));
+  }
+  if ((w.dtype == qeff::v1::I8) != (scale != nullptr)) {
+    return absl::InvalidArgumentError("Linear: int8 weights need a scale input (and only they take one)");
   }
   const int64_t K = w.shape[1], N = w.shape[0];
   const int64_t M = x.numel() / K;
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
-  if (w.dtype == qeff::v1::F32 && M > 8) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
-                1.0f, px, static_cast<int>(K), w.as<float>(), static_cast<int>(K), 0.0f, y, static_cast<int>(N));
-    if (bias) {
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
-    }
-    return absl::OkStatus();
-  }
-  if (w.dtype == qeff::v1::BF16 && M > 8) {
-    // Prefill with bf16 weights is compute-bound: widen a block of weight rows to fp32 (in
-    // parallel), then let sgemm multiply it. The scratch block is reused across calls.
+  if (M > 8) {
+    // Prefill is compute-bound: sgemm on fp32 weights; bf16/int8 weights are widened to fp32 a
+    // block of rows at a time (in parallel) first. The scratch block is reused across calls.
+    const float* wf = w.dtype == qeff::v1::F32 ? w.as<float>() : nullptr;
     static thread_local std::vector<float> scratch;
-    const int64_t block = std::max<int64_t>(16, (int64_t{2} << 20) / (K * 4));
-    scratch.resize(static_cast<size_t>(std::min(block, N) * K));
+    const int64_t block = wf ? N : std::max<int64_t>(16, (int64_t{2} << 20) / (K * 4));
+    if (!wf) scratch.resize(static_cast<size_t>(std::min(block, N) * K));
     // Workers must write this thread's buffer, not their own thread_local one.
     float* wide = scratch.data();
-    const uint16_t* wb = w.as<uint16_t>();
     for (int64_t n0 = 0; n0 < N; n0 += block) {
       const int64_t rows = std::min(block, N - n0);
-      auto widen = [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) wide[i] = Bf16ToF32(wb[n0 * K + i]);
-      };
-      if (pool != nullptr) pool->ParallelFor(rows * K, 4096, widen);
-      else widen(0, rows * K);
+      const float* wblock = wf ? wf : wide;
+      if (!wf) {
+        auto widen = [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            float* dst = wide + r * K;
+            if (w.dtype == qeff::v1::BF16) {
+              const uint16_t* src = w.as<uint16_t>() + (n0 + r) * K;
+              for (int64_t k = 0; k < K; ++k) dst[k] = Bf16ToF32(src[k]);
+            } else {
+              const int8_t* src = w.as<int8_t>() + (n0 + r) * K;
+              const float s = scale[n0 + r];
+              for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<float>(src[k]) * s;
+            }
+          }
+        };
+        if (pool != nullptr) pool->ParallelFor(rows, 8, widen);
+        else widen(0, rows);
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(rows),
-                  static_cast<int>(K), 1.0f, px, static_cast<int>(K), wide, static_cast<int>(K), 0.0f,
-                  y + n0, static_cast<int>(N));
+                  static_cast<int>(K), 1.0f, px, static_cast<int>(K), wblock, static_cast<int>(K), 0.0f, y + n0,
+                  static_cast<int>(N));
     }
     if (bias) {
       for (int64_t m = 0; m < M; ++m)
@@ -181,10 +192,10 @@ absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std
     return absl::OkStatus();
   }
   auto body = [&](int64_t n0, int64_t n1) {
-    if (w.dtype == qeff::v1::BF16) {
-      LinearRows(px, M, K, w.as<uint16_t>(), bias, y, N, n0, n1);
-    } else {
-      LinearRows(px, M, K, w.as<float>(), bias, y, N, n0, n1);
+    switch (w.dtype) {
+      case qeff::v1::BF16: LinearRows(px, M, K, w.as<uint16_t>(), bias, nullptr, y, N, n0, n1); break;
+      case qeff::v1::I8: LinearRows(px, M, K, w.as<int8_t>(), bias, scale, y, N, n0, n1); break;
+      default: LinearRows(px, M, K, w.as<float>(), bias, nullptr, y, N, n0, n1); break;
     }
   };
   if (pool != nullptr && N * K >= (1 << 16)) {

@@ -47,7 +47,9 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
   summary.specializations = PlanSpecializations(options, HasRetainedState(model));
   QEFF_ASSIGN_OR_RETURN(WeightsWriter weights, WeightsWriter::Create(staging / "weights.bin"));
   WeightCache cache;
-  cache.weight_dtype = options.weight_dtype == "bf16" ? qeff::v1::BF16 : qeff::v1::F32;
+  cache.weight_dtype = options.weight_dtype == "bf16"   ? qeff::v1::BF16
+                       : options.weight_dtype == "int8" ? qeff::v1::I8
+                                                        : qeff::v1::F32;
   qeff::v1::Program program;
   program.set_format_version(kProgramFormatVersion);
   program.set_num_threads(options.num_cores);
@@ -135,8 +137,8 @@ absl::Status ValidateOptions(const CompileOptions& o) {
     return absl::InvalidArgumentError("prefill_seq_len must be in [1, ctx_len]");
   }
   if (o.num_cores < 0 || o.num_cores > 1024) return absl::InvalidArgumentError("num_cores must be in [0, 1024]");
-  if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16") {
-    return absl::InvalidArgumentError("weight_dtype must be fp32 or bf16");
+  if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8") {
+    return absl::InvalidArgumentError("weight_dtype must be fp32, bf16 or int8");
   }
   if (o.full_batch_size < 0) return absl::InvalidArgumentError("full_batch_size must be >= 0");
   if (o.full_batch_size > 0 && o.target == "cpu") {

@@ -1,6 +1,7 @@
 #include "services/compiler/passes.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -34,14 +35,30 @@ uint16_t ToBf16(float f) {
   return static_cast<uint16_t>(bits >> 16);
 }
 
-// [K,N] f32 -> [N,K] in the cache's weight dtype.
-ConstPtr PackWeight(const ConstTensor& w, WeightCache& cache) {
+// [K,N] f32 -> [N,K] in the cache's weight dtype. int8 is symmetric per output row:
+// scale = max|w| / 127, q = round(w / scale).
+PackedWeight PackWeight(const ConstTensor& w, WeightCache& cache) {
   auto key = std::make_pair(w.data, static_cast<int>(cache.weight_dtype));
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
   const int64_t K = w.shape[0], N = w.shape[1];
-  auto p = ConstTensor::Allocate(cache.weight_dtype, {N, K});
   const float* src = reinterpret_cast<const float*>(w.data);
+  PackedWeight packed;
+  auto p = ConstTensor::Allocate(cache.weight_dtype, {N, K});
+  std::shared_ptr<ConstTensor> scale;
+  std::vector<float> inv_scale;
+  if (cache.weight_dtype == qeff::v1::I8) {
+    scale = ConstTensor::Allocate(qeff::v1::F32, {N});
+    std::vector<float> absmax(N, 0.0f);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) absmax[n] = std::max(absmax[n], std::fabs(src[k * N + n]));
+    inv_scale.resize(N);
+    for (int64_t n = 0; n < N; ++n) {
+      const float s = absmax[n] > 0 ? absmax[n] / 127.0f : 1.0f;
+      reinterpret_cast<float*>(scale->mutable_data())[n] = s;
+      inv_scale[n] = 1.0f / s;
+    }
+  }
   // Blocked transpose keeps both sides cache-friendly for multi-hundred-MB matrices.
   constexpr int64_t kB = 64;
   for (int64_t k0 = 0; k0 < K; k0 += kB) {
@@ -49,14 +66,23 @@ ConstPtr PackWeight(const ConstTensor& w, WeightCache& cache) {
       for (int64_t k = k0; k < std::min(K, k0 + kB); ++k) {
         for (int64_t n = n0; n < std::min(N, n0 + kB); ++n) {
           const float v = src[k * N + n];
-          if (cache.weight_dtype == qeff::v1::BF16) reinterpret_cast<uint16_t*>(p->mutable_data())[n * K + k] = ToBf16(v);
-          else reinterpret_cast<float*>(p->mutable_data())[n * K + k] = v;
+          if (cache.weight_dtype == qeff::v1::BF16) {
+            reinterpret_cast<uint16_t*>(p->mutable_data())[n * K + k] = ToBf16(v);
+          } else if (cache.weight_dtype == qeff::v1::I8) {
+            const float q = std::nearbyint(v * inv_scale[n]);
+            reinterpret_cast<int8_t*>(p->mutable_data())[n * K + k] =
+                static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, q)));
+          } else {
+            reinterpret_cast<float*>(p->mutable_data())[n * K + k] = v;
+          }
         }
       }
     }
   }
-  cache.packed[key] = p;
-  return p;
+  packed.weight = p;
+  packed.scale = scale;
+  cache.packed[key] = packed;
+  return packed;
 }
 
 }  // namespace
@@ -73,15 +99,29 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
     const IrValue& w = g.values[n.in[1]];
     if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) continue;
     const int64_t N = w.shape[1];
+    const PackedWeight pw = PackWeight(*w.constant, cache);
     IrValue packed;
-    packed.name = w.name + (cache.weight_dtype == qeff::v1::BF16 ? ".packed_bf16" : ".packed");
-    packed.constant = PackWeight(*w.constant, cache);
+    packed.name = w.name + ".packed_" + device::DTypeName(cache.weight_dtype);
+    packed.constant = pw.weight;
     packed.dtype = packed.constant->dtype;
     packed.shape = packed.constant->shape;
     const int pv = g.AddValue(packed);
     consumers.emplace_back();
+    int sv = -1;
+    if (pw.scale) {
+      IrValue sc;
+      sc.name = w.name + ".scale";
+      sc.constant = pw.scale;
+      sc.dtype = sc.constant->dtype;
+      sc.shape = sc.constant->shape;
+      sv = g.AddValue(sc);
+      consumers.emplace_back();
+    }
     n.op.set_type("Linear");
     n.in[1] = pv;
+    // Inputs: x, w, bias (-1 until fused below), scale (int8 only).
+    n.in.push_back(-1);
+    if (sv >= 0) n.in.push_back(sv);
     // Bias: the only consumer is an Add of a constant holding N values along the last axis.
     const int out = n.out[0];
     if (consumers[out].size() != 1 || IsGraphOutput(g, out)) continue;
@@ -93,7 +133,7 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
         b.shape.back() != N || g.values[add.out[0]].shape != g.values[out].shape) {
       continue;
     }
-    n.in.push_back(other);
+    n.in[2] = other;
     const int add_out = add.out[0];
     add.dead = true;
     n.out[0] = add_out;

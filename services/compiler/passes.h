@@ -1,5 +1,6 @@
 // IR passes run on every specialization, in this order:
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed [N,K] weights
+//                      (fp32, bf16, or int8 with a float scale per output row)
 //   FuseTransposedB    MatMul(a, Transpose(b, swap last two)) -> MatMul(a, b, trans_b)
 //   ElideFullGather    CtxGather over every cache slot in order -> a view of the cache
 //   RetainState        new KV written in place into the retained-state buffer when safe,
@@ -17,9 +18,13 @@
 namespace qeff::compiler {
 
 // Packed weights shared by all specializations of one compile (keyed by source bytes).
+struct PackedWeight {
+  ConstPtr weight;  // [N,K]
+  ConstPtr scale;   // [N] for int8 (symmetric, per output row), else null
+};
 struct WeightCache {
-  device::DType weight_dtype = qeff::v1::F32;  // F32 or BF16 for Linear weights
-  std::map<std::pair<const uint8_t*, int>, ConstPtr> packed;
+  device::DType weight_dtype = qeff::v1::F32;  // F32, BF16 or I8 for Linear weights
+  std::map<std::pair<const uint8_t*, int>, PackedWeight> packed;
 };
 
 void FuseLinear(IrGraph& g, WeightCache& cache);
