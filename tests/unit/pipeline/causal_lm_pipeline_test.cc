@@ -2,9 +2,12 @@
 // causal-LM fixtures (llama: GQA + rope_theta 5e5 + untied head; mistral: multi-query +
 // sliding window 12; qwen2: q/k/v bias + tied head; phi3: fused qkv/gate_up; gptj: partial
 // interleaved rotary, parallel attention + MLP, lm_head bias; falcon: multi-query, parallel
-// attention + MLP, tied head): logits of the decode path at every prompt
-// position and of chunked prefill at the last position within 1e-4, and the 16 greedy tokens
-// exactly. Same approach as gpt2_pipeline_test.cc.
+// attention + MLP, tied head; gemma2: embedding scale, (1 + w) RMSNorm, pre/post norms,
+// attention and final soft-caps, sliding window on even layers, GeGLU): logits of the decode
+// path at every prompt position and of chunked prefill at the last position within 1e-4, and the
+// 16 greedy tokens exactly. Gemma2's reference comes from HF's HybridCache (a rolling buffer on
+// sliding layers); here the cache is QEff's full ctx_len with a sliding-window mask, which must
+// attend to the same keys. Same approach as gpt2_pipeline_test.cc.
 #include <unistd.h>
 
 #include <cmath>
@@ -21,6 +24,7 @@
 #include "services/compiler/compiler.h"
 #include "services/exporter/exporter.h"
 #include "services/runner/generator.h"
+#include "tests/unit/pipeline/pipeline_util.h"
 
 namespace qeff {
 namespace {
@@ -28,76 +32,11 @@ namespace fs = std::filesystem;
 
 const fs::path kFixtures = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf";
 
-class Workdir {
- public:
-  explicit Workdir(const std::string& tag) {
-    path_ = fs::temp_directory_path() / ("qeff-clm-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~Workdir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, const fs::path& work, int prefill,
-                                                  int ctx) {
-  const fs::path exp = work / "export";
-  fs::create_directories(exp);
-  auto folder = hf::ModelFolder::Open(model_dir);
-  EXPECT_TRUE(folder.ok()) << folder.status();
-  if (!folder.ok()) return nullptr;
-  auto e = exporter::ExportModel(*folder, {}, exp, [](auto&&...) {});
-  EXPECT_TRUE(e.ok()) << e.status();
-  if (!e.ok()) return nullptr;
-  const fs::path qpc = work / "qpc";
-  fs::create_directories(qpc);
-  compiler::CompileOptions opt;
-  opt.prefill_seq_len = prefill;
-  opt.ctx_len = ctx;
-  auto c = compiler::CompileModel(exp, opt, qpc, [](auto&&...) {});
-  EXPECT_TRUE(c.ok()) << c.status();
-  if (!c.ok()) return nullptr;
-  auto s = device::Session::Load(qpc, 2);
-  EXPECT_TRUE(s.ok()) << s.status();
-  return s.ok() ? std::move(*s) : nullptr;
-}
-
-// One call of specialization `spec` with the given ids/positions (right-padded with -1).
-std::vector<float> RunStep(device::Session& s, int spec, const std::vector<int64_t>& ids,
-                           const std::vector<int64_t>& pos) {
-  const int seq = s.specializations()[spec].seq_len;
-  std::vector<int64_t> in(seq, 0), p(seq, -1);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    in[i] = ids[i];
-    p[i] = pos[i];
-  }
-  absl::Status st = s.Run(spec, {{"input_ids", device::HostTensor::I64(in.data(), {1, seq})},
-                                 {"position_ids", device::HostTensor::I64(p.data(), {1, seq})}});
-  EXPECT_TRUE(st.ok()) << st;
-  auto out = s.Output("logits");
-  EXPECT_TRUE(out.ok());
-  if (!st.ok() || !out.ok()) return std::vector<float>(s.vocab_size(), NAN);
-  const float* l = static_cast<const float*>(out->data);
-  return std::vector<float>(l, l + s.vocab_size());
-}
-
-int SpecIndex(const device::Session& s, int seq_len) {
-  for (size_t i = 0; i < s.specializations().size(); ++i)
-    if (s.specializations()[i].seq_len == seq_len) return static_cast<int>(i);
-  return -1;
-}
-
-double MaxDiff(const std::vector<float>& a, const float* b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double x = std::fabs(static_cast<double>(a[i]) - b[i]);
-    d = std::isnan(x) ? INFINITY : std::max(d, x);
-  }
-  return d;
-}
+using testing::ExportAndCompile;
+using testing::MaxDiff;
+using testing::RunStep;
+using testing::SpecIndex;
+using testing::Workdir;
 
 class CausalLmPipelineTest : public ::testing::TestWithParam<std::string> {};
 
@@ -165,7 +104,7 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CausalLmPipelineTest,
-                         ::testing::Values("llama", "mistral", "qwen2", "phi3", "gptj", "falcon"),
+                         ::testing::Values("llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

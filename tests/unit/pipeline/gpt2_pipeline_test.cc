@@ -18,6 +18,7 @@
 #include "services/compiler/compiler.h"
 #include "services/exporter/exporter.h"
 #include "services/runner/generator.h"
+#include "tests/unit/pipeline/pipeline_util.h"
 
 namespace qeff {
 namespace {
@@ -28,76 +29,23 @@ const fs::path kGpt2 = std::getenv("QEFF_GPT2_FIXTURE") != nullptr
                            ? fs::path(std::getenv("QEFF_GPT2_FIXTURE"))
                            : fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
 
+using testing::MaxDiff;
+using testing::RunStep;
+using testing::SpecIndex;
+
+// One temp dir per test; every qpc built from one export.
 class Pipeline {
  public:
-  explicit Pipeline(const std::string& tag) {
-    work_ = fs::temp_directory_path() / ("qeff-pipe-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(work_);
-    fs::create_directories(work_);
-  }
-  ~Pipeline() { fs::remove_all(work_); }
-
-  // Exports `model_dir` and compiles it; returns the loaded session.
+  explicit Pipeline(const std::string& tag) : work_(tag) {}
   std::unique_ptr<device::Session> Build(const fs::path& model_dir, int prefill, int ctx,
                                          const std::string& dtype = "fp32") {
-    const fs::path exp = work_ / "export";
-    if (!fs::exists(exp / "model.onnx")) {
-      fs::create_directories(exp);
-      auto folder = hf::ModelFolder::Open(model_dir);
-      EXPECT_TRUE(folder.ok()) << folder.status();
-      if (!folder.ok()) return nullptr;
-      auto e = exporter::ExportModel(*folder, {}, exp, [](auto&&...) {});
-      EXPECT_TRUE(e.ok()) << e.status();
-      if (!e.ok()) return nullptr;
-    }
-    const fs::path qpc = work_ / ("qpc-" + std::to_string(prefill) + "-" + std::to_string(ctx) + dtype);
-    fs::create_directories(qpc);
-    compiler::CompileOptions opt;
-    opt.prefill_seq_len = prefill;
-    opt.ctx_len = ctx;
-    opt.weight_dtype = dtype;
-    auto c = compiler::CompileModel(exp, opt, qpc, [](auto&&...) {});
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    auto s = device::Session::Load(qpc, 2);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? std::move(*s) : nullptr;
+    return testing::ExportAndCompile(model_dir, work_.path(), prefill, ctx, dtype);
   }
-  const fs::path& work() const { return work_; }
+  const fs::path& work() const { return work_.path(); }
 
  private:
-  fs::path work_;
+  testing::Workdir work_;
 };
-
-// Runs one call of specialization `spec` with the given ids/positions (right-padded with -1).
-std::vector<float> RunStep(device::Session& s, int spec, const std::vector<int64_t>& ids,
-                           const std::vector<int64_t>& pos) {
-  const int seq = s.specializations()[spec].seq_len;
-  std::vector<int64_t> in(seq, 0), p(seq, -1);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    in[i] = ids[i];
-    p[i] = pos[i];
-  }
-  absl::Status st = s.Run(spec, {{"input_ids", device::HostTensor::I64(in.data(), {1, seq})},
-                                 {"position_ids", device::HostTensor::I64(p.data(), {1, seq})}});
-  EXPECT_TRUE(st.ok()) << st;
-  auto out = s.Output("logits");
-  EXPECT_TRUE(out.ok());
-  const float* l = static_cast<const float*>(out->data);
-  return std::vector<float>(l, l + s.vocab_size());
-}
-
-int SpecIndex(const device::Session& s, int seq_len) {
-  for (size_t i = 0; i < s.specializations().size(); ++i)
-    if (s.specializations()[i].seq_len == seq_len) return static_cast<int>(i);
-  return -1;
-}
-
-double MaxDiff(const std::vector<float>& a, const float* b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
-  return d;
-}
 
 struct Fixture {
   nlohmann::json ref;

@@ -1,0 +1,83 @@
+#include "tests/unit/pipeline/pipeline_util.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "common/hf/model_folder.h"
+#include "services/compiler/compiler.h"
+#include "services/exporter/exporter.h"
+
+namespace qeff::testing {
+namespace fs = std::filesystem;
+
+Workdir::Workdir(const std::string& tag) {
+  path_ = fs::temp_directory_path() / ("qeff-pipe-" + tag + "-" + std::to_string(::getpid()));
+  fs::remove_all(path_);
+  fs::create_directories(path_);
+}
+
+Workdir::~Workdir() { fs::remove_all(path_); }
+
+std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, const fs::path& work, int prefill,
+                                                  int ctx, const std::string& weight_dtype) {
+  const fs::path exp = work / "export";
+  if (!fs::exists(exp / "model.onnx")) {
+    fs::create_directories(exp);
+    auto folder = hf::ModelFolder::Open(model_dir);
+    EXPECT_TRUE(folder.ok()) << folder.status();
+    if (!folder.ok()) return nullptr;
+    auto e = exporter::ExportModel(*folder, {}, exp, [](auto&&...) {});
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (!e.ok()) return nullptr;
+  }
+  const fs::path qpc = work / ("qpc-" + std::to_string(prefill) + "-" + std::to_string(ctx) + "-" + weight_dtype);
+  fs::create_directories(qpc);
+  compiler::CompileOptions opt;
+  opt.prefill_seq_len = prefill;
+  opt.ctx_len = ctx;
+  opt.weight_dtype = weight_dtype;
+  auto c = compiler::CompileModel(exp, opt, qpc, [](auto&&...) {});
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return nullptr;
+  auto s = device::Session::Load(qpc, 2);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+std::vector<float> RunStep(device::Session& s, int spec, const std::vector<int64_t>& ids,
+                           const std::vector<int64_t>& pos) {
+  const int seq = s.specializations()[spec].seq_len;
+  std::vector<int64_t> in(seq, 0), p(seq, -1);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    in[i] = ids[i];
+    p[i] = pos[i];
+  }
+  absl::Status st = s.Run(spec, {{"input_ids", device::HostTensor::I64(in.data(), {1, seq})},
+                                 {"position_ids", device::HostTensor::I64(p.data(), {1, seq})}});
+  EXPECT_TRUE(st.ok()) << st;
+  auto out = s.Output("logits");
+  EXPECT_TRUE(out.ok());
+  if (!st.ok() || !out.ok()) return std::vector<float>(s.vocab_size(), NAN);
+  const float* l = static_cast<const float*>(out->data);
+  return std::vector<float>(l, l + s.vocab_size());
+}
+
+int SpecIndex(const device::Session& s, int seq_len) {
+  for (size_t i = 0; i < s.specializations().size(); ++i)
+    if (s.specializations()[i].seq_len == seq_len) return static_cast<int>(i);
+  return -1;
+}
+
+double MaxDiff(const std::vector<float>& a, const float* b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = std::fabs(static_cast<double>(a[i]) - b[i]);
+    d = std::isnan(x) ? INFINITY : std::max(d, x);
+  }
+  return d;
+}
+
+}  // namespace qeff::testing
