@@ -289,6 +289,10 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
   std::string k_t = g.Node("Transpose", {k_all}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");
   std::string scores = g.Node("MatMul", {q, k_t}, {}, "scores");
   for (float d : options.score_divisors) scores = g.Node("Div", {scores, g.ScalarF32(d)}, {}, "scores_scaled");
+  if (options.score_multiplier != 0.0f) {
+    scores = g.Node("Mul", {scores, g.ScalarF32(options.score_multiplier)}, {}, "scores_scaled");
+  }
+  if (options.softcap > 0.0f) scores = SoftCap(g, scores, options.softcap, "scores_capped");
   const std::string& mask = options.mask.empty() ? io.causal_mask : options.mask;
   std::string masked =
       g.Node("Where", {mask, g.ScalarF32(std::numeric_limits<float>::lowest()), scores}, {}, "scores_masked");
@@ -296,15 +300,25 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
   return g.Node("MatMul", {probs, v_all}, {}, "attn");
 }
 
+std::string SoftCap(GraphBuilder& g, const std::string& x, float cap, const std::string& hint,
+                    const std::string& output) {
+  std::string d = g.Node("Div", {x, g.ScalarF32(cap)}, {}, hint + "_div");
+  std::string t = g.Node("Tanh", {d}, {}, hint + "_tanh");
+  if (output.empty()) return g.Node("Mul", {t, g.ScalarF32(cap)}, {}, hint);
+  g.NodeNamed("Mul", {t, g.ScalarF32(cap)}, {output});
+  return output;
+}
+
 void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
-                          const std::string& embedding_vh) {
+                          const std::string& embedding_vh, float final_softcap) {
   // The last real token of each row is where position_ids is largest (padding is -1).
-  std::string idx = g.Node("ArgMax", {io.position_ids}, {AttrInt("axis", 1), AttrInt("keepdims", 1)}, "last_pos");
-  std::string idx3 = g.Node("Unsqueeze", {idx, g.VectorI64({2})}, {}, "last_pos3");
-  std::string idx_h = g.Node("Expand", {idx3, g.VectorI64({1, 1, hidden_size})}, {}, "last_pos_h");
-  std::string last = g.Node("GatherElements", {hidden, idx_h}, {AttrInt("axis", 1)}, "last_hidden");
+  std::string last = LastPositionHidden(g, io, hidden, hidden_size);
   std::string w_t = g.Node("Transpose", {embedding_vh}, {AttrInts("perm", {1, 0})}, "lm_head_t");
-  g.NodeNamed("MatMul", {last, w_t}, {"logits"});
+  if (final_softcap > 0.0f) {
+    SoftCap(g, g.Node("MatMul", {last, w_t}, {}, "raw_logits"), final_softcap, "logits", "logits");
+  } else {
+    g.NodeNamed("MatMul", {last, w_t}, {"logits"});
+  }
 }
 
 RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,

@@ -116,14 +116,23 @@ struct AttentionOptions {
   // (Unsqueeze/Expand/Reshape, HF repeat_kv).
   int64_t kv_groups = 1;
   std::string mask;  // bool [B,1,S,C]; empty = io.causal_mask
+  // After the divisors: scores·score_multiplier when non-zero (Gemma2's
+  // query_pre_attn_scalar^-0.5), then SoftCap(scores, softcap) when positive, before the mask.
+  float score_multiplier = 0.0f;
+  float softcap = 0.0f;
 };
 std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
                             const std::string& k, const std::string& v, const AttentionOptions& options);
 
+// cap·tanh(x / cap). The last Mul's output is named exactly `output` when given, else fresh
+// from `hint` (Div and Tanh from hint + "_div" / "_tanh").
+std::string SoftCap(GraphBuilder& g, const std::string& x, float cap, const std::string& hint,
+                    const std::string& output = "");
+
 // logits output [B,1,V]: the hidden state at argmax(position_ids) of each row times
-// Transpose(embedding [V,H]).
+// Transpose(embedding [V,H]), soft-capped (SoftCap) when final_softcap > 0.
 void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
-                          const std::string& embedding_vh);
+                          const std::string& embedding_vh, float final_softcap = 0.0f);
 
 // ---- GPT-J style rotary (interleaved pairs, optionally over the first rotary_dim dims) ----
 // Tables [max_positions, rotary_dim] as HF 4.44 create_sinusoidal_positions computes them in

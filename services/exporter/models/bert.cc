@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/util/status_macros.h"
 #include "services/exporter/blocks.h"
+#include "services/exporter/decoder_common.h"
 #include "services/exporter/model_registry.h"
 #include "services/exporter/models/models.h"
 
@@ -34,10 +35,7 @@ absl::StatusOr<BertConfig> ReadConfig(const nlohmann::json& c) {
   b.epsilon = static_cast<float>(eps);
   QEFF_ASSIGN_OR_RETURN(std::string act, ConfigString(c, "hidden_act", "gelu"));
   QEFF_ASSIGN_OR_RETURN(std::string pos_type, ConfigString(c, "position_embedding_type", "absolute"));
-  if (b.hidden % b.heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config.json: hidden_size = ", b.hidden,
-                                                   " is not divisible by num_attention_heads = ", b.heads));
-  }
+  QEFF_RETURN_IF_ERROR(CheckHeadsDivide(b.hidden, b.heads));
   if (act != "gelu") return absl::UnimplementedError(absl::StrCat("BERT hidden_act \"", act, "\" is not supported (gelu)"));
   if (pos_type != "absolute") {
     return absl::UnimplementedError(absl::StrCat("BERT position_embedding_type \"", pos_type, "\" is not supported"));
@@ -51,29 +49,18 @@ absl::Status BuildBert(BuildContext& ctx, ExportSummary* summary) {
   const hf::ModelFolder& folder = ctx.folder;
   const int64_t H = c.hidden, hd = c.hidden / c.heads;
   // BertModel checkpoints have no prefix; BertFor* task models nest it under "bert.".
-  std::string p;
-  if (folder.HasTensor("bert.embeddings.word_embeddings.weight")) {
-    p = "bert.";
-  } else if (!folder.HasTensor("embeddings.word_embeddings.weight")) {
-    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"embeddings.word_embeddings.weight\" is missing from ",
-                                                   folder.dir().string()));
-  }
-  auto W = [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return LoadWeight(g, folder, p + name, shape);
-  };
-  auto Lin = [&](const std::string& name, int64_t out, int64_t in) {
-    return LoadLinearWeight(g, folder, p + name, out, in);
-  };
+  QEFF_ASSIGN_OR_RETURN(std::string p,
+                        DetectWeightPrefix(folder, "bert.", "embeddings.word_embeddings.weight"));
+  const WeightLoader w{g, folder, p};
 
   g.Input("input_ids", onnx::TensorProto::INT64, {"batch_size", "seq_len"});
   g.Input("attention_mask", onnx::TensorProto::INT64, {"batch_size", "seq_len"});
   ctx.progress("export", "embeddings", 0, c.layers);
 
-  QEFF_ASSIGN_OR_RETURN(std::string word, W("embeddings.word_embeddings.weight", {c.vocab, H}));
-  QEFF_ASSIGN_OR_RETURN(std::string pos_table, W("embeddings.position_embeddings.weight", {c.positions, H}));
-  QEFF_ASSIGN_OR_RETURN(std::string types, W("embeddings.token_type_embeddings.weight", {c.types, H}));
-  QEFF_ASSIGN_OR_RETURN(std::string emb_ln_w, W("embeddings.LayerNorm.weight", {H}));
-  QEFF_ASSIGN_OR_RETURN(std::string emb_ln_b, W("embeddings.LayerNorm.bias", {H}));
+  QEFF_ASSIGN_OR_RETURN(std::string word, w.Tensor("embeddings.word_embeddings.weight", {c.vocab, H}));
+  QEFF_ASSIGN_OR_RETURN(std::string pos_table, w.Tensor("embeddings.position_embeddings.weight", {c.positions, H}));
+  QEFF_ASSIGN_OR_RETURN(std::string types, w.Tensor("embeddings.token_type_embeddings.weight", {c.types, H}));
+  QEFF_ASSIGN_OR_RETURN(LayerNormWeights emb_ln, LoadLayerNorm(w, "embeddings.LayerNorm", H));
 
   // Positions 0..S-1 from the input's own shape, so one graph serves every seq_len.
   std::string seq = g.Node("Gather", {g.Node("Shape", {"input_ids"}, {}, "ids_shape"), g.ScalarI64(1)},
@@ -83,7 +70,7 @@ absl::Status BuildBert(BuildContext& ctx, ExportSummary* summary) {
   h = g.Node("Add", {h, g.Node("Gather", {pos_table, positions}, {AttrInt("axis", 0)}, "pos_emb")}, {}, "embed");
   // Token type 0 for every token (the exported interface, like QEfficient's, has no token types).
   h = g.Node("Add", {h, g.Node("Gather", {types, g.ScalarI64(0)}, {AttrInt("axis", 0)}, "type0_emb")}, {}, "embed");
-  h = LayerNorm(g, h, emb_ln_w, emb_ln_b, c.epsilon);
+  h = LayerNorm(g, h, emb_ln, c.epsilon);
 
   // HF's extended mask: (1 - mask) * float32 lowest added to the scores, [B,1,1,S].
   std::string maskf = g.Node("Cast", {"attention_mask"}, {AttrInt("to", onnx::TensorProto::FLOAT)}, "maskf");
@@ -94,22 +81,20 @@ absl::Status BuildBert(BuildContext& ctx, ExportSummary* summary) {
 
   for (int i = 0; i < c.layers; ++i) {
     const std::string l = absl::StrCat("encoder.layer.", i, ".");
-    QEFF_ASSIGN_OR_RETURN(std::string wq, Lin(l + "attention.self.query.weight", H, H));
-    QEFF_ASSIGN_OR_RETURN(std::string bq, W(l + "attention.self.query.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string wk, Lin(l + "attention.self.key.weight", H, H));
-    QEFF_ASSIGN_OR_RETURN(std::string bk, W(l + "attention.self.key.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string wv, Lin(l + "attention.self.value.weight", H, H));
-    QEFF_ASSIGN_OR_RETURN(std::string bv, W(l + "attention.self.value.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string wo, Lin(l + "attention.output.dense.weight", H, H));
-    QEFF_ASSIGN_OR_RETURN(std::string bo, W(l + "attention.output.dense.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln1_w, W(l + "attention.output.LayerNorm.weight", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln1_b, W(l + "attention.output.LayerNorm.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string wi, Lin(l + "intermediate.dense.weight", c.inner, H));
-    QEFF_ASSIGN_OR_RETURN(std::string bi, W(l + "intermediate.dense.bias", {c.inner}));
-    QEFF_ASSIGN_OR_RETURN(std::string wout, Lin(l + "output.dense.weight", H, c.inner));
-    QEFF_ASSIGN_OR_RETURN(std::string bout, W(l + "output.dense.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln2_w, W(l + "output.LayerNorm.weight", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln2_b, W(l + "output.LayerNorm.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(std::string wq, w.Lin(l + "attention.self.query.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bq, w.Vec(l + "attention.self.query.bias", H));
+    QEFF_ASSIGN_OR_RETURN(std::string wk, w.Lin(l + "attention.self.key.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bk, w.Vec(l + "attention.self.key.bias", H));
+    QEFF_ASSIGN_OR_RETURN(std::string wv, w.Lin(l + "attention.self.value.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bv, w.Vec(l + "attention.self.value.bias", H));
+    QEFF_ASSIGN_OR_RETURN(std::string wo, w.Lin(l + "attention.output.dense.weight", H, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bo, w.Vec(l + "attention.output.dense.bias", H));
+    QEFF_ASSIGN_OR_RETURN(LayerNormWeights ln1, LoadLayerNorm(w, l + "attention.output.LayerNorm", H));
+    QEFF_ASSIGN_OR_RETURN(std::string wi, w.Lin(l + "intermediate.dense.weight", c.inner, H));
+    QEFF_ASSIGN_OR_RETURN(std::string bi, w.Vec(l + "intermediate.dense.bias", c.inner));
+    QEFF_ASSIGN_OR_RETURN(std::string wout, w.Lin(l + "output.dense.weight", H, c.inner));
+    QEFF_ASSIGN_OR_RETURN(std::string bout, w.Vec(l + "output.dense.bias", H));
+    QEFF_ASSIGN_OR_RETURN(LayerNormWeights ln2, LoadLayerNorm(w, l + "output.LayerNorm", H));
 
     std::string q = SplitHeads(g, Linear(g, h, wq, bq), c.heads, hd);
     std::string k = SplitHeads(g, Linear(g, h, wk, bk), c.heads, hd);
@@ -120,17 +105,17 @@ absl::Status BuildBert(BuildContext& ctx, ExportSummary* summary) {
     std::string probs = g.Node("Softmax", {scores}, {AttrInt("axis", -1)}, "probs");
     std::string attn = MergeHeads(g, g.Node("MatMul", {probs, v}, {}, "attn"), H);
     attn = Linear(g, attn, wo, bo);
-    h = LayerNorm(g, g.Node("Add", {attn, h}, {}, "attn_res"), ln1_w, ln1_b, c.epsilon);
+    h = LayerNorm(g, g.Node("Add", {attn, h}, {}, "attn_res"), ln1, c.epsilon);
     std::string ff = GeluErf(g, Linear(g, h, wi, bi));
     ff = Linear(g, ff, wout, bout);
-    h = LayerNorm(g, g.Node("Add", {ff, h}, {}, "ff_res"), ln2_w, ln2_b, c.epsilon);
-    ctx.progress("export", absl::StrCat("layer ", i + 1, " of ", c.layers), i + 1, c.layers);
+    h = LayerNorm(g, g.Node("Add", {ff, h}, {}, "ff_res"), ln2, c.epsilon);
+    ReportLayer(ctx, i, c.layers);
   }
   g.NodeNamed("Identity", {h}, {"last_hidden_state"});
   g.Output("last_hidden_state", onnx::TensorProto::FLOAT, {"batch_size", "seq_len", H});
 
-  QEFF_ASSIGN_OR_RETURN(std::string wp, Lin("pooler.dense.weight", H, H));
-  QEFF_ASSIGN_OR_RETURN(std::string bp, W("pooler.dense.bias", {H}));
+  QEFF_ASSIGN_OR_RETURN(std::string wp, w.Lin("pooler.dense.weight", H, H));
+  QEFF_ASSIGN_OR_RETURN(std::string bp, w.Vec("pooler.dense.bias", H));
   std::string first = g.Node("Gather", {h, g.ScalarI64(0)}, {AttrInt("axis", 1)}, "cls_hidden");
   g.NodeNamed("Tanh", {Linear(g, first, wp, bp)}, {"pooler_output"});
   g.Output("pooler_output", onnx::TensorProto::FLOAT, {"batch_size", H});

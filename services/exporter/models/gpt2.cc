@@ -5,14 +5,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/util/status_macros.h"
 #include "services/exporter/blocks.h"
+#include "services/exporter/decoder_common.h"
 #include "services/exporter/model_registry.h"
 #include "services/exporter/models/models.h"
 
 namespace qeff::exporter {
 namespace {
 
-struct Gpt2Config {
-  int64_t hidden = 0, heads = 0, layers = 0, vocab = 0, positions = 0, inner = 0;
+struct Gpt2Config : DecoderDims {
   float epsilon = 1e-5f;
   std::string activation;
   bool scale_attn = true, scale_by_layer = false, tied = true;
@@ -22,6 +22,7 @@ absl::StatusOr<Gpt2Config> ReadConfig(const nlohmann::json& c) {
   Gpt2Config g;
   QEFF_ASSIGN_OR_RETURN(g.hidden, ConfigInt(c, "n_embd", 1, 1 << 16));
   QEFF_ASSIGN_OR_RETURN(g.heads, ConfigInt(c, "n_head", 1, 1024));
+  g.kv_heads = g.heads;
   QEFF_ASSIGN_OR_RETURN(g.layers, ConfigInt(c, "n_layer", 1, 1024));
   QEFF_ASSIGN_OR_RETURN(g.vocab, ConfigInt(c, "vocab_size", 1, 1 << 22));
   QEFF_ASSIGN_OR_RETURN(g.positions, ConfigInt(c, "n_positions", 1, 1 << 22));
@@ -34,10 +35,8 @@ absl::StatusOr<Gpt2Config> ReadConfig(const nlohmann::json& c) {
   QEFF_ASSIGN_OR_RETURN(g.scale_by_layer, ConfigBool(c, "scale_attn_by_inverse_layer_idx", false));
   QEFF_ASSIGN_OR_RETURN(g.tied, ConfigBool(c, "tie_word_embeddings", true));
   QEFF_ASSIGN_OR_RETURN(bool cross, ConfigBool(c, "add_cross_attention", false));
-  if (g.hidden % g.heads != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.json: n_embd = ", g.hidden, " is not divisible by n_head = ", g.heads));
-  }
+  QEFF_RETURN_IF_ERROR(CheckHeadsDivide(g.hidden, g.heads, "n_embd", "n_head"));
+  g.head_dim = g.hidden / g.heads;
   if (g.activation != "gelu_new" && g.activation != "gelu_pytorch_tanh" && g.activation != "gelu") {
     return absl::UnimplementedError(absl::StrCat("GPT-2 activation_function \"", g.activation,
                                                  "\" is not supported (gelu_new, gelu_pytorch_tanh, gelu)"));
@@ -49,51 +48,37 @@ absl::StatusOr<Gpt2Config> ReadConfig(const nlohmann::json& c) {
 absl::Status BuildGpt2(BuildContext& ctx, ExportSummary* summary) {
   QEFF_ASSIGN_OR_RETURN(Gpt2Config c, ReadConfig(ctx.folder.config()));
   GraphBuilder& g = ctx.graph;
-  const hf::ModelFolder& folder = ctx.folder;
-  const int64_t H = c.hidden, hd = c.hidden / c.heads;
+  const int64_t H = c.hidden, hd = c.head_dim;
 
   // save_pretrained of GPT2LMHeadModel writes "transformer.*"; the original hub checkpoints
   // have no prefix (and extra attn.bias / attn.masked_bias buffers, which are never read).
-  std::string p;
-  if (folder.HasTensor("transformer.wte.weight")) {
-    p = "transformer.";
-  } else if (!folder.HasTensor("wte.weight")) {
-    return absl::InvalidArgumentError(absl::StrCat("weight tensor \"transformer.wte.weight\" (or \"wte.weight\") is ",
-                                                   "missing from ", folder.dir().string()));
-  }
-  auto W = [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return LoadWeight(g, folder, p + name, shape);
-  };
+  QEFF_ASSIGN_OR_RETURN(std::string p, DetectWeightPrefix(ctx.folder, "transformer.", "wte.weight",
+                                                          "\"transformer.wte.weight\" (or \"wte.weight\")"));
+  const WeightLoader w{g, ctx.folder, p};
 
-  CausalLMShape shape{static_cast<int>(c.layers), c.heads, hd, c.vocab};
-  CausalLMIO io = DeclareCausalLM(g, shape);
-  ctx.progress("export", "embeddings", 0, c.layers);
-
-  QEFF_ASSIGN_OR_RETURN(std::string wte, W("wte.weight", {c.vocab, H}));
-  QEFF_ASSIGN_OR_RETURN(std::string wpe, W("wpe.weight", {c.positions, H}));
-  std::string tok = g.Node("Gather", {wte, io.input_ids}, {AttrInt("axis", 0)}, "tok_emb");
+  QEFF_ASSIGN_OR_RETURN(DecoderStart start, BeginDecoder(ctx, w, c, "wte.weight"));
+  const CausalLMIO& io = start.io;
+  QEFF_ASSIGN_OR_RETURN(std::string wpe, w.Tensor("wpe.weight", {c.positions, H}));
   // Padding positions (-1) read row 0; their results are never used.
   std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "pos_clamped");
   std::string pe = g.Node("Gather", {wpe, pos}, {AttrInt("axis", 0)}, "pos_emb");
-  std::string h = g.Node("Add", {tok, pe}, {}, "embed");
+  std::string h = g.Node("Add", {start.hidden, pe}, {}, "embed");
 
   for (int i = 0; i < c.layers; ++i) {
     const std::string l = absl::StrCat("h.", i, ".");
-    QEFF_ASSIGN_OR_RETURN(std::string ln1_w, W(l + "ln_1.weight", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln1_b, W(l + "ln_1.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string attn_w, W(l + "attn.c_attn.weight", {H, 3 * H}));
-    QEFF_ASSIGN_OR_RETURN(std::string attn_b, W(l + "attn.c_attn.bias", {3 * H}));
-    QEFF_ASSIGN_OR_RETURN(std::string proj_w, W(l + "attn.c_proj.weight", {H, H}));
-    QEFF_ASSIGN_OR_RETURN(std::string proj_b, W(l + "attn.c_proj.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln2_w, W(l + "ln_2.weight", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string ln2_b, W(l + "ln_2.bias", {H}));
-    QEFF_ASSIGN_OR_RETURN(std::string fc_w, W(l + "mlp.c_fc.weight", {H, c.inner}));
-    QEFF_ASSIGN_OR_RETURN(std::string fc_b, W(l + "mlp.c_fc.bias", {c.inner}));
-    QEFF_ASSIGN_OR_RETURN(std::string mproj_w, W(l + "mlp.c_proj.weight", {c.inner, H}));
-    QEFF_ASSIGN_OR_RETURN(std::string mproj_b, W(l + "mlp.c_proj.bias", {H}));
+    QEFF_ASSIGN_OR_RETURN(LayerNormWeights ln1, LoadLayerNorm(w, l + "ln_1", H));
+    QEFF_ASSIGN_OR_RETURN(std::string attn_w, w.Tensor(l + "attn.c_attn.weight", {H, 3 * H}));
+    QEFF_ASSIGN_OR_RETURN(std::string attn_b, w.Vec(l + "attn.c_attn.bias", 3 * H));
+    QEFF_ASSIGN_OR_RETURN(std::string proj_w, w.Tensor(l + "attn.c_proj.weight", {H, H}));
+    QEFF_ASSIGN_OR_RETURN(std::string proj_b, w.Vec(l + "attn.c_proj.bias", H));
+    QEFF_ASSIGN_OR_RETURN(LayerNormWeights ln2, LoadLayerNorm(w, l + "ln_2", H));
+    QEFF_ASSIGN_OR_RETURN(std::string fc_w, w.Tensor(l + "mlp.c_fc.weight", {H, c.inner}));
+    QEFF_ASSIGN_OR_RETURN(std::string fc_b, w.Vec(l + "mlp.c_fc.bias", c.inner));
+    QEFF_ASSIGN_OR_RETURN(std::string mproj_w, w.Tensor(l + "mlp.c_proj.weight", {c.inner, H}));
+    QEFF_ASSIGN_OR_RETURN(std::string mproj_b, w.Vec(l + "mlp.c_proj.bias", H));
 
     // Attention.
-    std::string x = LayerNorm(g, h, ln1_w, ln1_b, c.epsilon);
+    std::string x = LayerNorm(g, h, ln1, c.epsilon);
     std::string qkv = Linear(g, x, attn_w, attn_b);
     auto parts = g.NodeN("Split", {qkv, g.VectorI64({H, H, H})}, 3, {AttrInt("axis", 2)}, "qkv");
     std::string q = SplitHeads(g, parts[0], c.heads, hd);
@@ -109,27 +94,19 @@ absl::Status BuildGpt2(BuildContext& ctx, ExportSummary* summary) {
     h = g.Node("Add", {h, a}, {}, "residual");
 
     // MLP.
-    x = LayerNorm(g, h, ln2_w, ln2_b, c.epsilon);
+    x = LayerNorm(g, h, ln2, c.epsilon);
     x = Linear(g, x, fc_w, fc_b);
     x = c.activation == "gelu" ? GeluErf(g, x) : GeluTanh(g, x);
     x = Linear(g, x, mproj_w, mproj_b);
     h = g.Node("Add", {h, x}, {}, "residual");
-    ctx.progress("export", absl::StrCat("layer ", i + 1, " of ", c.layers), i + 1, c.layers);
+    ReportLayer(ctx, i, c.layers);
   }
 
-  QEFF_ASSIGN_OR_RETURN(std::string lnf_w, W("ln_f.weight", {H}));
-  QEFF_ASSIGN_OR_RETURN(std::string lnf_b, W("ln_f.bias", {H}));
-  h = LayerNorm(g, h, lnf_w, lnf_b, c.epsilon);
-  std::string head = wte;
-  if (!c.tied) {
-    QEFF_ASSIGN_OR_RETURN(head, LoadWeight(g, folder, "lm_head.weight", {c.vocab, H}));
-  }
-  LogitsAtLastPosition(g, io, h, H, head);
+  QEFF_ASSIGN_OR_RETURN(LayerNormWeights lnf, LoadLayerNorm(w, "ln_f", H));
+  h = LayerNorm(g, h, lnf, c.epsilon);
+  QEFF_RETURN_IF_ERROR(TiedOrUntiedLogits(w, io, h, start.embed, c.tied, c));
 
-  summary->num_layers = static_cast<int>(c.layers);
-  summary->manifest_extra = {{"hidden_size", H},       {"num_heads", c.heads},     {"num_kv_heads", c.heads},
-                             {"head_dim", hd},         {"vocab_size", c.vocab},    {"max_positions", c.positions},
-                             {"weight_prefix", p},     {"tied_lm_head", c.tied},   {"activation", c.activation}};
+  SetDecoderSummary(summary, c, {{"weight_prefix", p}, {"tied_lm_head", c.tied}, {"activation", c.activation}});
   return absl::OkStatus();
 }
 

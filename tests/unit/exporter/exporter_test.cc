@@ -2,14 +2,13 @@
 // list, and onnxruntime (tests/node/check_gpt2.js) reproduces HF's logits and greedy tokens.
 #include "services/exporter/exporter.h"
 
-#include <sys/wait.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -23,72 +22,19 @@
 #include "common/hf/safetensors.h"
 #include "services/exporter/custom_ops.h"
 #include "services/exporter/graph_builder.h"
+#include "tests/unit/exporter/export_test_util.h"
 
 namespace qeff::exporter {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using json = nlohmann::json;
+using namespace test_util;
 
-const fs::path kSource = QEFF_SOURCE_DIR;
-const fs::path kGpt2 = kSource / "tests/fixtures/hf/gpt2";
-const fs::path kNodeDir = kSource / "tests/node";
+const fs::path kGpt2 = kFixtures / "gpt2";
 const fs::path kGenerator = fs::path(QEFF_BINARY_DIR) / "bench/qeff-make-random-model";
 
-// The ops the compiler implements (the contract): nothing else may appear in the main graph.
-const std::set<std::string> kAllowedOps = {
-    "Gather",    "GatherElements", "Add",      "Sub",       "Mul",     "Div",    "Pow",       "Sqrt",
-    "Tanh",      "Erf",            "Exp",      "Neg",       "Max",     "Min",    "Where",     "Greater",
-    "Less",      "Equal",          "Cast",     "MatMul",    "Softmax", "LayerNormalization", "Transpose",
-    "Reshape",   "Unsqueeze",      "Squeeze",  "Concat",    "Split",   "Slice",  "Shape",     "Range",
-    "Expand",    "ArgMax",         "ReduceMean", "Sin",     "Cos",     "Sigmoid", "Constant", "Identity",
-    "ConstantOfShape"};
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "qeff-exporter-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-RunResult Run(const std::string& cmd) {
-  RunResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-absl::StatusOr<ExportSummary> Export(const fs::path& model_dir, const fs::path& out, ExportOptions options = {}) {
-  auto folder = hf::ModelFolder::Open(model_dir);
-  if (!folder.ok()) return folder.status();
-  return ExportModel(*folder, options, out, nullptr);
-}
+// The contract ops plus Constant.
+const std::set<std::string>& kAllowedOps = AllowedOps(/*allow_constant=*/true);
 
 onnx::ModelProto Load(const fs::path& path) {
   onnx::ModelProto m;
@@ -104,47 +50,22 @@ std::string Metadata(const onnx::ModelProto& m, const std::string& key) {
   return "";
 }
 
-std::vector<float> ReadInitializer(const onnx::ModelProto& m, const fs::path& dir, const std::string& name) {
-  for (const auto& t : m.graph().initializer()) {
-    if (t.name() != name) continue;
-    uint64_t offset = 0, length = 0;
-    for (const auto& e : t.external_data()) {
-      if (e.key() == "offset") offset = std::stoull(e.value());
-      if (e.key() == "length") length = std::stoull(e.value());
-    }
-    std::ifstream in(dir / "model.onnx.data", std::ios::binary);
-    in.seekg(static_cast<std::streamoff>(offset));
-    std::vector<float> v(length / 4);
-    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(length));
-    return v;
-  }
-  ADD_FAILURE() << "no initializer " << name;
-  return {};
-}
-
-// Runs the node checker; prints and returns its JSON report.
-json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& hf_dir, bool with_reference) {
-  if (!fs::exists(kNodeDir / "node_modules/onnxruntime-node")) {
+// Runs the node checker on the GPT-2 export; prints and returns its JSON report.
+json CheckGpt2WithOnnxRuntime(const fs::path& export_dir, const fs::path& hf_dir, bool with_reference) {
+  if (!HaveOnnxRuntime()) {
     ADD_FAILURE() << "onnxruntime-node is not installed: run `cd tests/node && npm install --ignore-scripts`";
     return json();
   }
-  std::string cmd = "cd " + Quote(kNodeDir.string()) + " && node check_gpt2.js --model " +
-                    Quote((export_dir / "model.onnx").string()) + " --config " +
-                    Quote((hf_dir / "config.json").string());
-  if (with_reference) cmd += " --fixture " + Quote(hf_dir.string());
-  RunResult r = Run(cmd);
+  RunResult r = RunCheckGpt2(export_dir, hf_dir / "config.json", with_reference ? hf_dir : fs::path());
   std::printf("%s", r.out.c_str());
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  // The report is the last line that starts with '{'.
-  size_t start = r.out.rfind("\n{");
-  start = start == std::string::npos ? (r.out.rfind('{', 0) == 0 ? 0 : std::string::npos) : start + 1;
-  if (start == std::string::npos) {
+  std::optional<json> j = ParseReport(r.out);
+  if (!j) {
     ADD_FAILURE() << "no JSON report from check_gpt2.js";
     return json();
   }
-  json j = json::parse(r.out.substr(start), nullptr, false);
-  EXPECT_TRUE(j.is_object() && j.value("ok", false)) << r.out;
-  return j;
+  EXPECT_TRUE(j->is_object() && j->value("ok", false)) << r.out;
+  return *j;
 }
 
 double MaxDiff(const json& report) {
@@ -200,19 +121,12 @@ TEST(Exporter, Gpt2FixtureFollowsTheContractAndPassesTheChecker) {
                                                "past_value.1"}));
   EXPECT_EQ(outputs, (std::vector<std::string>{"logits", "past_key.0_RetainedState", "past_value.0_RetainedState",
                                                 "past_key.1_RetainedState", "past_value.1_RetainedState"}));
-  auto dims = [](const onnx::ValueInfoProto& v) {
-    std::vector<std::string> d;
-    for (const auto& x : v.type().tensor_type().shape().dim()) {
-      d.push_back(x.has_dim_param() ? x.dim_param() : std::to_string(x.dim_value()));
-    }
-    return d;
-  };
-  EXPECT_EQ(dims(m.graph().input(0)), (std::vector<std::string>{"batch_size", "seq_len"}));
+  EXPECT_EQ(Dims(m.graph().input(0)), (std::vector<std::string>{"batch_size", "seq_len"}));
   EXPECT_EQ(m.graph().input(0).type().tensor_type().elem_type(), onnx::TensorProto::INT64);
   EXPECT_EQ(m.graph().input(1).type().tensor_type().elem_type(), onnx::TensorProto::INT64);
-  EXPECT_EQ(dims(m.graph().input(2)), (std::vector<std::string>{"batch_size", "2", "ctx_len", "16"}));
-  EXPECT_EQ(dims(m.graph().output(0)), (std::vector<std::string>{"batch_size", "1", "50257"}));
-  EXPECT_EQ(dims(m.graph().output(1)), (std::vector<std::string>{"batch_size", "2", "ctx_len", "16"}));
+  EXPECT_EQ(Dims(m.graph().input(2)), (std::vector<std::string>{"batch_size", "2", "ctx_len", "16"}));
+  EXPECT_EQ(Dims(m.graph().output(0)), (std::vector<std::string>{"batch_size", "1", "50257"}));
+  EXPECT_EQ(Dims(m.graph().output(1)), (std::vector<std::string>{"batch_size", "2", "ctx_len", "16"}));
 
   // Only contract ops (plus the two custom ops) in the main graph; the retained-state outputs
   // come straight from CtxScatter.
@@ -264,7 +178,7 @@ TEST(Exporter, Gpt2FixtureFollowsTheContractAndPassesTheChecker) {
 TEST(Exporter, OnnxRuntimeMatchesHfOnTheGpt2Fixture) {
   TempDir tmp;
   ASSERT_TRUE(Export(kGpt2, tmp.path()).ok());
-  json report = CheckWithOnnxRuntime(tmp.path(), kGpt2, /*with_reference=*/true);
+  json report = CheckGpt2WithOnnxRuntime(tmp.path(), kGpt2, /*with_reference=*/true);
   ASSERT_TRUE(report.is_object());
   for (const char* check : {"prefill_0", "prefill_1", "token_by_token_0", "token_by_token_1", "greedy_0", "greedy_1",
                             "chunked_prefill_0", "chunked_prefill_1", "chunked_greedy_1", "batch_padded"}) {
@@ -305,7 +219,7 @@ TEST(Exporter, RandomGpt2ShapesRunInOnnxRuntime) {
       FAIL() << "checker: " << e.what();
     }
     EXPECT_EQ(s->manifest_extra["weight_prefix"], shape.prefixed ? "transformer." : "");
-    json report = CheckWithOnnxRuntime(tmp.path() / "export", tmp.path() / "hf", /*with_reference=*/false);
+    json report = CheckGpt2WithOnnxRuntime(tmp.path() / "export", tmp.path() / "hf", /*with_reference=*/false);
     std::printf("random GPT-2 [%s]: max abs diff decode/chunked/batch vs full prefill: %.3g\n",
                 ::testing::PrintToString(shape.args).c_str(), MaxDiff(report));
   }

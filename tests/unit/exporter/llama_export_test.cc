@@ -4,8 +4,6 @@
 // nn.Linear weights transposed to [in, out], and run in onnxruntime (tests/node/check_gpt2.js,
 // given the KV cache shape) reproducing HF's logits and greedy tokens. Unsupported configs get
 // clear statuses.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,83 +20,15 @@
 #include "common/hf/model_folder.h"
 #include "common/hf/safetensors.h"
 #include "services/exporter/exporter.h"
+#include "tests/unit/exporter/export_test_util.h"
 
 namespace qeff::exporter {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using json = nlohmann::json;
+using namespace test_util;
 
-const fs::path kSource = QEFF_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests/fixtures/hf";
-const fs::path kNodeDir = kSource / "tests/node";
-
-const std::set<std::string> kAllowedOps = {
-    "Gather",    "GatherElements", "Add",      "Sub",       "Mul",     "Div",    "Pow",       "Sqrt",
-    "Tanh",      "Erf",            "Exp",      "Neg",       "Max",     "Min",    "Where",     "Greater",
-    "Less",      "Equal",          "Cast",     "MatMul",    "Softmax", "LayerNormalization", "Transpose",
-    "Reshape",   "Unsqueeze",      "Squeeze",  "Concat",    "Split",   "Slice",  "Shape",     "Range",
-    "Expand",    "ArgMax",         "ReduceMean", "Sin",     "Cos",     "Sigmoid", "Identity", "ConstantOfShape"};
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "qeff-llama-export-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-absl::StatusOr<ExportSummary> Export(const fs::path& model_dir, const fs::path& out) {
-  auto folder = hf::ModelFolder::Open(model_dir);
-  if (!folder.ok()) return folder.status();
-  return ExportModel(*folder, {}, out, nullptr);
-}
-
-json ReadJson(const fs::path& p) {
-  std::ifstream in(p);
-  return json::parse(in);
-}
-
-std::vector<float> ReadInitializer(const onnx::ModelProto& m, const fs::path& dir, const std::string& name) {
-  for (const auto& t : m.graph().initializer()) {
-    if (t.name() != name) continue;
-    uint64_t offset = 0, length = 0;
-    for (const auto& e : t.external_data()) {
-      if (e.key() == "offset") offset = std::stoull(e.value());
-      if (e.key() == "length") length = std::stoull(e.value());
-    }
-    std::ifstream in(dir / "model.onnx.data", std::ios::binary);
-    in.seekg(static_cast<std::streamoff>(offset));
-    std::vector<float> v(length / 4);
-    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(length));
-    return v;
-  }
-  ADD_FAILURE() << "no initializer " << name;
-  return {};
-}
-
-std::vector<std::string> Dims(const onnx::ValueInfoProto& v) {
-  std::vector<std::string> d;
-  for (const auto& x : v.type().tensor_type().shape().dim()) {
-    d.push_back(x.has_dim_param() ? x.dim_param() : std::to_string(x.dim_value()));
-  }
-  return d;
-}
+const std::set<std::string>& kAllowedOps = AllowedOps(/*allow_constant=*/false);
 
 struct Case {
   std::string name, architecture;
@@ -195,45 +125,6 @@ TEST_P(LlamaExportTest, FollowsTheContractAndPassesTheChecker) {
   EXPECT_EQ(has_head, !c.tied);
   EXPECT_EQ(has_qbias, c.qkv_bias);
 }
-
-// A copy of a fixture with config.json edited by `edit`.
-fs::path EditedCopy(const fs::path& tmp, const std::string& name, const std::function<void(json&)>& edit) {
-  const fs::path out = tmp / name;
-  fs::create_directories(out);
-  fs::copy_file(kFixtures / name / "model.safetensors", out / "model.safetensors");
-  json cfg = ReadJson(kFixtures / name / "config.json");
-  edit(cfg);
-  std::ofstream(out / "config.json") << cfg.dump(2);
-  return out;
-}
-
-// Runs tests/node/check_gpt2.js on an export against a fixture's references; returns its report.
-json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& fixture, int64_t kv_heads, int64_t head_dim,
-                          std::string* log) {
-  // check_gpt2.js sizes the zero cache from GPT-2 config keys: give it the KV cache layout.
-  const json cfg = ReadJson(fixture / "config.json");
-  const json kv_cfg = {{"n_layer", cfg["num_hidden_layers"]},
-                       {"n_head", kv_heads},
-                       {"n_embd", kv_heads * head_dim},
-                       {"vocab_size", cfg["vocab_size"]},
-                       {"n_positions", cfg["max_position_embeddings"]}};
-  std::ofstream(export_dir / "kv_config.json") << kv_cfg.dump();
-  const std::string cmd = "cd " + Quote(kNodeDir.string()) + " && node check_gpt2.js --model " +
-                          Quote((export_dir / "model.onnx").string()) + " --config " +
-                          Quote((export_dir / "kv_config.json").string()) + " --fixture " + Quote(fixture.string()) +
-                          " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return json();
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) log->append(buf, n);
-  ::pclose(p);
-  size_t start = log->rfind("\n{");
-  start = start == std::string::npos ? 0 : start + 1;
-  return json::parse(log->substr(start), nullptr, false);
-}
-
-bool HaveOnnxRuntime() { return fs::exists(kNodeDir / "node_modules/onnxruntime-node"); }
 
 // onnxruntime (an independent executor of the same graph, custom ops through their function
 // bodies) reproduces HF: prefill, token by token, greedy, chunked prefill, padded batch.

@@ -21,65 +21,15 @@
 
 #include "common/hf/model_folder.h"
 #include "services/exporter/exporter.h"
+#include "tests/unit/exporter/export_test_util.h"
 
 namespace qeff::exporter {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using json = nlohmann::json;
+using namespace test_util;
 
-const fs::path kSource = QEFF_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests/fixtures/hf";
-const fs::path kNodeDir = kSource / "tests/node";
-
-const std::set<std::string> kAllowedOps = {
-    "Gather",    "GatherElements", "Add",      "Sub",       "Mul",     "Div",    "Pow",       "Sqrt",
-    "Tanh",      "Erf",            "Exp",      "Neg",       "Max",     "Min",    "Where",     "Greater",
-    "Less",      "Equal",          "Cast",     "MatMul",    "Softmax", "LayerNormalization", "Transpose",
-    "Reshape",   "Unsqueeze",      "Squeeze",  "Concat",    "Split",   "Slice",  "Shape",     "Range",
-    "Expand",    "ArgMax",         "ReduceMean", "Sin",     "Cos",     "Sigmoid", "Identity", "ConstantOfShape"};
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "qeff-more-export-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-absl::StatusOr<ExportSummary> Export(const fs::path& model_dir, const fs::path& out) {
-  auto folder = hf::ModelFolder::Open(model_dir);
-  if (!folder.ok()) return folder.status();
-  return ExportModel(*folder, {}, out, nullptr);
-}
-
-json ReadJson(const fs::path& p) {
-  std::ifstream in(p);
-  return json::parse(in);
-}
-
-std::vector<std::string> Dims(const onnx::ValueInfoProto& v) {
-  std::vector<std::string> d;
-  for (const auto& x : v.type().tensor_type().shape().dim()) {
-    d.push_back(x.has_dim_param() ? x.dim_param() : std::to_string(x.dim_value()));
-  }
-  return d;
-}
+const std::set<std::string>& kAllowedOps = AllowedOps(/*allow_constant=*/false);
 
 struct Case {
   std::string name, architecture;
@@ -151,34 +101,6 @@ TEST_P(MoreModelsExportTest, FollowsTheContractAndPassesTheChecker) {
   EXPECT_EQ(counts["Cos"], 0) << "RoPE tables are precomputed";
 }
 
-// Runs tests/node/check_gpt2.js on an export against a fixture's references; returns its report.
-json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& fixture, int64_t kv_heads, int64_t head_dim,
-                          std::string* log) {
-  const json cfg = ReadJson(fixture / "config.json");
-  auto first = [&](const char* a, const char* b) { return cfg.contains(a) ? cfg[a] : cfg[b]; };
-  const json kv_cfg = {{"n_layer", first("num_hidden_layers", "n_layer")},
-                       {"n_head", kv_heads},
-                       {"n_embd", kv_heads * head_dim},
-                       {"vocab_size", cfg["vocab_size"]},
-                       {"n_positions", first("max_position_embeddings", "n_positions")}};
-  std::ofstream(export_dir / "kv_config.json") << kv_cfg.dump();
-  const std::string cmd = "cd " + Quote(kNodeDir.string()) + " && node check_gpt2.js --model " +
-                          Quote((export_dir / "model.onnx").string()) + " --config " +
-                          Quote((export_dir / "kv_config.json").string()) + " --fixture " + Quote(fixture.string()) +
-                          " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return json();
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) log->append(buf, n);
-  ::pclose(p);
-  size_t start = log->rfind("\n{");
-  start = start == std::string::npos ? 0 : start + 1;
-  return json::parse(log->substr(start), nullptr, false);
-}
-
-bool HaveOnnxRuntime() { return fs::exists(kNodeDir / "node_modules/onnxruntime-node"); }
-
 // onnxruntime (an independent executor of the same graph, custom ops through their function
 // bodies) reproduces HF: prefill, token by token, greedy, chunked prefill, padded batch.
 TEST_P(MoreModelsExportTest, OnnxRuntimeMatchesHf) {
@@ -208,17 +130,6 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, MoreModelsExportTest,
                                            Case{"gptj", "GPTJForCausalLM", 4, 16, false, 3},
                                            Case{"falcon", "FalconForCausalLM", 1, 16, false, 3}),
                          [](const auto& info) { return info.param.name; });
-
-// A copy of a fixture with config.json edited by `edit`.
-fs::path EditedCopy(const fs::path& tmp, const std::string& name, const std::function<void(json&)>& edit) {
-  const fs::path out = tmp / name;
-  fs::create_directories(out);
-  fs::copy_file(kFixtures / name / "model.safetensors", out / "model.safetensors");
-  json cfg = ReadJson(kFixtures / name / "config.json");
-  edit(cfg);
-  std::ofstream(out / "config.json") << cfg.dump(2);
-  return out;
-}
 
 void ExpectUnimplemented(const absl::StatusOr<ExportSummary>& s, const std::string& field) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnimplemented) << s.status();
