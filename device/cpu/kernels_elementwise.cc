@@ -227,7 +227,7 @@ absl::Status RunElementwise(const Op& op, const std::vector<TensorRef>& in, cons
   const int64_t n = x.numel();
   if (t == "Cast") {
     if (x.dtype == o.dtype) {
-      std::memcpy(o.data, x.data, x.bytes());
+      if (x.bytes() > 0) std::memcpy(o.data, x.data, x.bytes());
     } else {
       for (int64_t i = 0; i < n; ++i) Store(o, i, Load(x, i));
     }

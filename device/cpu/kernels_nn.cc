@@ -180,7 +180,7 @@ absl::Status CtxScatter(const std::vector<TensorRef>& in, const TensorRef& o) {
     return absl::InvalidArgumentError("CtxScatter expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D]");
   }
   const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3], C = data.shape[2];
-  if (o.data != data.data) std::memcpy(o.data, data.data, data.bytes());
+  if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
   const size_t es = DTypeSize(data.dtype);
   auto* dst = static_cast<uint8_t*>(o.data);
   const auto* src = static_cast<const uint8_t*>(upd.data);

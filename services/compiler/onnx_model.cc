@@ -126,6 +126,16 @@ IoDecl DeclFromValueInfo(const onnx::ValueInfoProto& v) {
 
 }  // namespace
 
+bool ShapeWithinLimits(const device::Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || d > kMaxTensorElements) return false;
+    if (d > 0 && n > kMaxTensorElements / d) return false;
+    n *= d;
+  }
+  return true;
+}
+
 std::shared_ptr<ConstTensor> ConstTensor::Allocate(DType dtype, device::Shape shape) {
   auto c = std::make_shared<ConstTensor>();
   c->dtype = dtype;
@@ -152,8 +162,9 @@ DType DTypeFromOnnx(int t) {
 
 absl::StatusOr<ConstPtr> TensorFromProto(const onnx::TensorProto& t) {
   device::Shape shape(t.dims().begin(), t.dims().end());
-  for (int64_t d : shape) {
-    if (d < 0 || d > (int64_t{1} << 40)) return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name(), ": bad dim"));
+  if (!ShapeWithinLimits(shape)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name(), ": shape ", device::ShapeString(shape),
+                                                   " is negative or too large"));
   }
   if (t.has_raw_data()) {
     auto owner = std::make_shared<std::string>(t.raw_data());
@@ -168,7 +179,7 @@ absl::StatusOr<ConstPtr> TensorFromProto(const onnx::TensorProto& t) {
   switch (t.data_type()) {
     case onnx::TensorProto::FLOAT:
       if (t.float_data_size() != n) return count_error();
-      std::memcpy(c->mutable_data(), t.float_data().data(), n * 4);
+      if (n > 0) std::memcpy(c->mutable_data(), t.float_data().data(), n * 4);
       break;
     case onnx::TensorProto::DOUBLE:
       if (t.double_data_size() != n) return count_error();
@@ -176,11 +187,11 @@ absl::StatusOr<ConstPtr> TensorFromProto(const onnx::TensorProto& t) {
       break;
     case onnx::TensorProto::INT64:
       if (t.int64_data_size() != n) return count_error();
-      std::memcpy(c->mutable_data(), t.int64_data().data(), n * 8);
+      if (n > 0) std::memcpy(c->mutable_data(), t.int64_data().data(), n * 8);
       break;
     case onnx::TensorProto::INT32: case onnx::TensorProto::INT8: case onnx::TensorProto::UINT8:
       if (t.int32_data_size() != n) return count_error();
-      std::memcpy(c->mutable_data(), t.int32_data().data(), n * 4);
+      if (n > 0) std::memcpy(c->mutable_data(), t.int32_data().data(), n * 4);
       break;
     case onnx::TensorProto::BOOL:
       if (t.int32_data_size() != n) return count_error();
@@ -230,6 +241,10 @@ absl::StatusOr<std::unique_ptr<OnnxModel>> OnnxModel::Load(const fs::path& dir, 
       }
       const auto& mf = it->second;
       device::Shape shape(t.dims().begin(), t.dims().end());
+      if (!ShapeWithinLimits(shape)) {
+        return absl::InvalidArgumentError(absl::StrCat("initializer ", t.name(), ": shape ", device::ShapeString(shape),
+                                                       " is negative or too large"));
+      }
       const uint64_t expect = static_cast<uint64_t>(std::max<int64_t>(0, device::NumElements(shape))) * OnnxElemSize(t.data_type());
       if (!has_length) length = expect;
       if (offset > mf->size() || length > mf->size() - offset) {

@@ -61,6 +61,12 @@ class OnnxModel {
 // Converts an ONNX TensorProto (inline data; F16/BF16/F64 widened to F32). External data is
 // resolved by OnnxModel::Load, so this is also used for Constant nodes' attributes.
 absl::StatusOr<ConstPtr> TensorFromProto(const onnx::TensorProto& t);
+// Largest element count of any tensor the compiler handles (2^40); bigger shapes are rejected
+// before any size arithmetic can overflow.
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
+// True when every dim is in [0, kMaxTensorElements] and so is their product.
+bool ShapeWithinLimits(const device::Shape& shape);
+
 // ONNX element type -> our dtype (widened types report F32); UNSPECIFIED if unsupported.
 device::DType DTypeFromOnnx(int onnx_type);
 

@@ -1,6 +1,7 @@
 #include "services/compiler/shape_rules.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -270,6 +271,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
         }
         if (d < 0) return Err(n, "negative dim in shape");
         s.push_back(d);
+        if (!ShapeWithinLimits(s)) return Err(n, "shape too large");
         known *= d;
       }
       const int64_t total = device::NumElements(in);
@@ -299,6 +301,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
         std::vector<bool> ins_axis(r, false);
         for (int64_t a : axes) {
           QEFF_ASSIGN_OR_RETURN(int64_t na, NormAxis(n, a, r));
+          if (ins_axis[na]) return Err(n, "axes repeat an axis");
           ins_axis[na] = true;
         }
         size_t k = 0;
@@ -387,7 +390,10 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
     Shape s = in;
     for (size_t i = 0; i < starts.size(); ++i) {
       QEFF_ASSIGN_OR_RETURN(int64_t a, NormAxis(n, axes[i], in.size()));
-      const int64_t dim = in[a], step = steps[i];
+      const int64_t dim = in[a];
+      // Steps beyond the dimension select at most one element; clamping keeps the arithmetic
+      // below from overflowing.
+      const int64_t step = std::clamp<int64_t>(steps[i], -kMaxTensorElements, kMaxTensorElements);
       if (step == 0) return Err(n, "step 0");
       int64_t b = starts[i], e = ends[i];
       if (b < 0) b += dim;
@@ -411,6 +417,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
   } else if (type == "Expand") {
     QEFF_RETURN_IF_ERROR(need(2));
     QEFF_ASSIGN_OR_RETURN(std::vector<int64_t> target, ConstInts(n, ins[1], "shape"));
+    if (!ShapeWithinLimits(target)) return Err(n, "target shape is negative or too large");
     IrValue t;
     t.shape = target;
     QEFF_ASSIGN_OR_RETURN(Shape s, Broadcast(n, {ins[0], &t}));
@@ -445,13 +452,15 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
                                               : static_cast<double>(reinterpret_cast<const int64_t*>(c.data)[0]);
     }
     if (v[2] == 0) return Err(n, "delta 0");
-    const int64_t count = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((v[1] - v[0]) / v[2])));
-    if (count > (int64_t{1} << 31)) return Err(n, "range too long");
+    const double steps = std::ceil((v[1] - v[0]) / v[2]);
+    if (!(steps <= static_cast<double>(int64_t{1} << 31))) return Err(n, "range too long");
+    const int64_t count = std::max<int64_t>(0, static_cast<int64_t>(steps));
     all_inputs(3);
     one(ins[0]->dtype, {count});
   } else if (type == "ConstantOfShape") {
     QEFF_RETURN_IF_ERROR(need(1));
     QEFF_ASSIGN_OR_RETURN(std::vector<int64_t> target, ConstInts(n, ins[0], "shape"));
+    if (!ShapeWithinLimits(target)) return Err(n, "shape is negative or too large");
     DType dt = qeff::v1::F32;
     if (const auto* v = Attr(n, "value"); v != nullptr && v->has_t()) {
       QEFF_ASSIGN_OR_RETURN(ConstPtr c, TensorFromProto(v->t()));

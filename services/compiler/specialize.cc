@@ -11,8 +11,6 @@ namespace {
 constexpr const char* kRetainedSuffix = "_RetainedState";
 // Folding never materializes more than this per tensor (guards against exploding constants).
 constexpr size_t kMaxFoldBytes = size_t{4} << 30;
-// No tensor of a specialized graph may exceed this many elements (2^40).
-constexpr int64_t kMaxElements = int64_t{1} << 40;
 
 absl::StatusOr<device::Shape> BindDims(const IoDecl& d, const std::map<std::string, int64_t>& symbols) {
   device::Shape s;
@@ -47,6 +45,9 @@ absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::s
     v.name = in.name;
     v.dtype = in.dtype;
     QEFF_ASSIGN_OR_RETURN(v.shape, BindDims(in, symbols));
+    if (!ShapeWithinLimits(v.shape)) {
+      return absl::InvalidArgumentError(absl::StrCat("input ", in.name, " has a negative or too large shape"));
+    }
     const bool retained = output_names.count(in.name + kRetainedSuffix) > 0;
     if (retained) {
       v.state = static_cast<int>(g.states.size());
@@ -102,13 +103,9 @@ absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::s
       continue;
     }
     for (const auto& shape : L.out_shapes) {
-      int64_t elements = 1;
-      for (int64_t d : shape) {
-        if (d < 0 || (d > 0 && elements > kMaxElements / d)) {
-          return absl::InvalidArgumentError(absl::StrCat("node ", node.name(), " (", node.op_type(), "): output shape ",
-                                                         device::ShapeString(shape), " is negative or too large"));
-        }
-        elements *= d;
+      if (!ShapeWithinLimits(shape)) {
+        return absl::InvalidArgumentError(absl::StrCat("node ", node.name(), " (", node.op_type(), "): output shape ",
+                                                       device::ShapeString(shape), " is negative or too large"));
       }
     }
     if (static_cast<int>(L.out_shapes.size()) != node.output_size()) {
