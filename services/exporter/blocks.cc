@@ -263,17 +263,29 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
 namespace {
 
 // [B,kv_heads,C,hd] -> [B,kv_heads·groups,C,hd], each kv head repeated `groups` times in a row.
-std::string RepeatKv(GraphBuilder& g, const std::string& x, int64_t groups) {
-  if (groups == 1) return x;
-  std::string x5 = g.Node("Unsqueeze", {x, g.VectorI64({2})}, {}, "kv_unsq");
-  std::string e = g.Node("Expand", {x5, g.VectorI64({1, 1, groups, 1, 1})}, {}, "kv_expand");
-  // [B, kvh, groups, C, hd] -> [B, kvh·groups, C, hd]; the shape folds at compile time.
-  std::string shape = g.Node("Shape", {x}, {}, "kv_shape4");
-  std::string bkh = g.Node("Slice", {shape, g.VectorI64({0}), g.VectorI64({2})}, {}, "kv_bk");
-  std::string cd = g.Node("Slice", {shape, g.VectorI64({2}), g.VectorI64({4})}, {}, "kv_cd");
-  std::string heads = g.Node("Mul", {bkh, g.VectorI64({1, groups})}, {}, "kv_heads");
-  std::string new_shape = g.Node("Concat", {heads, cd}, {AttrInt("axis", 0)}, "kv_rep_shape");
-  return g.Node("Reshape", {e, new_shape}, {}, "kv_repeated");
+// Grouped-query attention without repeating K/V: the query heads that share a kv head are
+// folded into its rows, [B, H, S, hd] -> [B, kvh, groups·S, hd] (a pure reshape, since HF's
+// repeat_kv maps head h to kv head h / groups), so MatMul reads each cached K/V row once instead
+// of first copying the whole cache `groups` times. Shapes come from Shape() and fold at compile
+// time.
+std::string FoldGroups(GraphBuilder& g, const std::string& x, int64_t groups, const std::string& hint) {
+  std::string shape = g.Node("Shape", {x}, {}, hint + "_shape_in");
+  std::string b = g.Node("Slice", {shape, g.VectorI64({0}), g.VectorI64({1})}, {}, hint + "_b");
+  std::string h = g.Node("Slice", {shape, g.VectorI64({1}), g.VectorI64({2})}, {}, hint + "_h");
+  std::string last = g.Node("Slice", {shape, g.VectorI64({3}), g.VectorI64({4})}, {}, hint + "_last");
+  std::string kvh = g.Node("Div", {h, g.VectorI64({groups})}, {}, hint + "_kvh");
+  std::string new_shape = g.Node("Concat", {b, kvh, g.VectorI64({-1}), last}, {AttrInt("axis", 0)}, hint + "_shape");
+  return g.Node("Reshape", {x, new_shape}, {}, hint);
+}
+
+// The inverse: [B, kvh, groups·S, n] -> [B, kvh·groups, S, n] with S and the head count from `q`.
+std::string UnfoldGroups(GraphBuilder& g, const std::string& x, const std::string& q, const std::string& hint) {
+  std::string qs = g.Node("Shape", {q}, {}, hint + "_q_shape");
+  std::string bhs = g.Node("Slice", {qs, g.VectorI64({0}), g.VectorI64({3})}, {}, hint + "_bhs");
+  std::string xs = g.Node("Shape", {x}, {}, hint + "_x_shape");
+  std::string n = g.Node("Slice", {xs, g.VectorI64({3}), g.VectorI64({4})}, {}, hint + "_n");
+  std::string new_shape = g.Node("Concat", {bhs, n}, {AttrInt("axis", 0)}, hint + "_shape");
+  return g.Node("Reshape", {x, new_shape}, {}, hint);
 }
 
 }  // namespace
@@ -284,10 +296,13 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
   const std::string v_state = PastValue(layer) + "_RetainedState";
   CtxScatter(g, PastKey(layer), io.position_ids, k, k_state);
   CtxScatter(g, PastValue(layer), io.position_ids, v, v_state);
-  std::string k_all = RepeatKv(g, CtxGather(g, k_state, io.ctx_indices), options.kv_groups);
-  std::string v_all = RepeatKv(g, CtxGather(g, v_state, io.ctx_indices), options.kv_groups);
+  std::string k_all = CtxGather(g, k_state, io.ctx_indices);
+  std::string v_all = CtxGather(g, v_state, io.ctx_indices);
+  const bool grouped = options.kv_groups > 1;
+  std::string q_rows = grouped ? FoldGroups(g, q, options.kv_groups, "q_grouped") : q;
   std::string k_t = g.Node("Transpose", {k_all}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");
-  std::string scores = g.Node("MatMul", {q, k_t}, {}, "scores");
+  std::string scores = g.Node("MatMul", {q_rows, k_t}, {}, "scores");
+  if (grouped) scores = UnfoldGroups(g, scores, q, "scores_heads");
   for (float d : options.score_divisors) scores = g.Node("Div", {scores, g.ScalarF32(d)}, {}, "scores_scaled");
   if (options.score_multiplier != 0.0f) {
     scores = g.Node("Mul", {scores, g.ScalarF32(options.score_multiplier)}, {}, "scores_scaled");
@@ -297,7 +312,9 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
   std::string masked =
       g.Node("Where", {mask, g.ScalarF32(std::numeric_limits<float>::lowest()), scores}, {}, "scores_masked");
   std::string probs = g.Node("Softmax", {masked}, {AttrInt("axis", -1)}, "probs");
-  return g.Node("MatMul", {probs, v_all}, {}, "attn");
+  if (!grouped) return g.Node("MatMul", {probs, v_all}, {}, "attn");
+  std::string attn = g.Node("MatMul", {FoldGroups(g, probs, options.kv_groups, "probs_grouped"), v_all}, {}, "attn");
+  return UnfoldGroups(g, attn, q, "attn_heads");
 }
 
 std::string SoftCap(GraphBuilder& g, const std::string& x, float cap, const std::string& hint,
