@@ -169,26 +169,32 @@ std::string Silu(GraphBuilder& g, const std::string& x) {
   return g.Node("Mul", {x, s}, {}, "silu");
 }
 
-RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta) {
-  // float32 throughout, in HF's order: inv_freq = 1.0 / (base ** (arange(0, d, 2).float() / d)),
-  // freqs = pos.float() * inv_freq, emb = cat(freqs, freqs), cos/sin of emb.
-  const int64_t half = head_dim / 2;
+namespace {
+
+// cos/sin tables [max_positions, width] in float32, in HF's order: inv_freq = 1.0 / (base **
+// (arange(0, width, 2).float() / width)), freqs = pos.float() * inv_freq; frequency i/2 per
+// column when `interleaved` (GPT-J's rotate_every_two), else cat(freqs, freqs) (rotate_half).
+// Added as constants and gathered once per graph at the clamped position ids.
+RopeTables BuildRope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t width, double theta,
+                     bool interleaved, const std::string& table_prefix) {
+  const int64_t half = width / 2;
   std::vector<float> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
-    const float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(width);
     const float p = static_cast<float>(std::pow(theta, static_cast<double>(expo)));
     inv_freq[static_cast<size_t>(i)] = 1.0f / p;
   }
-  std::vector<float> cos(static_cast<size_t>(max_positions * head_dim)), sin(cos.size());
+  std::vector<float> cos(static_cast<size_t>(max_positions * width)), sin(cos.size());
   for (int64_t p = 0; p < max_positions; ++p) {
-    for (int64_t i = 0; i < head_dim; ++i) {
-      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(i % half)];
-      cos[static_cast<size_t>(p * head_dim + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
-      sin[static_cast<size_t>(p * head_dim + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
+    for (int64_t i = 0; i < width; ++i) {
+      const int64_t freq = interleaved ? i / 2 : i % half;
+      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(freq)];
+      cos[static_cast<size_t>(p * width + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
+      sin[static_cast<size_t>(p * width + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
     }
   }
-  std::string cos_t = ConstF32(g, "rope_cos_table", cos, {max_positions, head_dim});
-  std::string sin_t = ConstF32(g, "rope_sin_table", sin, {max_positions, head_dim});
+  std::string cos_t = ConstF32(g, table_prefix + "_cos_table", cos, {max_positions, width});
+  std::string sin_t = ConstF32(g, table_prefix + "_sin_table", sin, {max_positions, width});
   // Padding positions (-1) read row 0; their results are never used.
   std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "rope_pos");
   RopeTables r;
@@ -197,6 +203,17 @@ RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, in
   r.cos = g.Node("Unsqueeze", {c, g.VectorI64({1})}, {}, "rope_cos");
   r.sin = g.Node("Unsqueeze", {s, g.VectorI64({1})}, {}, "rope_sin");
   return r;
+}
+
+}  // namespace
+
+RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta) {
+  return BuildRope(g, io, max_positions, head_dim, theta, /*interleaved=*/false, "rope");
+}
+
+RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
+                           double theta) {
+  return BuildRope(g, io, max_positions, rotary_dim, theta, /*interleaved=*/true, "rope_interleaved");
 }
 
 std::string ApplyRope(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim) {
@@ -336,34 +353,6 @@ void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::stri
   } else {
     g.NodeNamed("MatMul", {last, w_t}, {"logits"});
   }
-}
-
-RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
-                           double theta) {
-  const int64_t half = rotary_dim / 2;
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    const float expo = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
-    const float p = static_cast<float>(std::pow(theta, static_cast<double>(expo)));
-    inv_freq[static_cast<size_t>(i)] = 1.0f / p;
-  }
-  std::vector<float> cos(static_cast<size_t>(max_positions * rotary_dim)), sin(cos.size());
-  for (int64_t p = 0; p < max_positions; ++p) {
-    for (int64_t i = 0; i < rotary_dim; ++i) {
-      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(i / 2)];
-      cos[static_cast<size_t>(p * rotary_dim + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
-      sin[static_cast<size_t>(p * rotary_dim + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
-    }
-  }
-  std::string cos_t = ConstF32(g, "rope_interleaved_cos_table", cos, {max_positions, rotary_dim});
-  std::string sin_t = ConstF32(g, "rope_interleaved_sin_table", sin, {max_positions, rotary_dim});
-  std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "rope_pos");
-  RopeTables r;
-  std::string c = g.Node("Gather", {cos_t, pos}, {AttrInt("axis", 0)}, "rope_cos_bs");
-  std::string s = g.Node("Gather", {sin_t, pos}, {AttrInt("axis", 0)}, "rope_sin_bs");
-  r.cos = g.Node("Unsqueeze", {c, g.VectorI64({1})}, {}, "rope_cos");
-  r.sin = g.Node("Unsqueeze", {s, g.VectorI64({1})}, {}, "rope_sin");
-  return r;
 }
 
 std::string ApplyRopeInterleaved(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim,

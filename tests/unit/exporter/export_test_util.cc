@@ -136,4 +136,24 @@ json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& fixture, i
   return ParseReport(*log).value_or(json(json::value_t::discarded));
 }
 
+void ExpectOnnxRuntimeMatchesHf(const std::string& name, int64_t kv_heads, int64_t head_dim) {
+  const fs::path dir = kFixtures / name;
+  TempDir tmp;
+  ASSERT_TRUE(Export(dir, tmp.path()).ok());
+  std::string log;
+  json report = CheckWithOnnxRuntime(tmp.path(), dir, kv_heads, head_dim, &log);
+  ASSERT_TRUE(report.is_object()) << log;
+  EXPECT_TRUE(report.value("ok", false)) << log;
+  double worst = 0;
+  for (const char* check : {"prefill_0", "prefill_1", "token_by_token_0", "token_by_token_1", "greedy_0", "greedy_1",
+                            "chunked_prefill_0", "chunked_prefill_1", "chunked_greedy_1", "batch_padded"}) {
+    ASSERT_TRUE(report["checks"].contains(check)) << check << ": " << log;
+    EXPECT_TRUE(report["checks"][check].value("pass", false)) << check << ": " << report["checks"][check];
+    if (report["checks"][check].contains("max_abs_diff"))
+      worst = std::max(worst, report["checks"][check]["max_abs_diff"].get<double>());
+  }
+  std::printf("%s: onnxruntime max abs logits diff vs HF: %.3g\n", name.c_str(), worst);
+  EXPECT_LE(worst, 1e-4);
+}
+
 }  // namespace qeff::exporter::test_util

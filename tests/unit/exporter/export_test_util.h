@@ -85,4 +85,9 @@ std::optional<json> ParseReport(const std::string& out);
 json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& fixture, int64_t kv_heads, int64_t head_dim,
                           std::string* log);
 
+// Exports fixture `name` and checks it with onnxruntime against HF's outputs: prefill, token by
+// token, greedy, chunked prefill (+ greedy) and a padded batch, logits within 1e-4 (gtest
+// assertions).
+void ExpectOnnxRuntimeMatchesHf(const std::string& name, int64_t kv_heads, int64_t head_dim);
+
 }  // namespace qeff::exporter::test_util

@@ -105,24 +105,7 @@ TEST_P(MoreModelsExportTest, FollowsTheContractAndPassesTheChecker) {
 // bodies) reproduces HF: prefill, token by token, greedy, chunked prefill, padded batch.
 TEST_P(MoreModelsExportTest, OnnxRuntimeMatchesHf) {
   if (!HaveOnnxRuntime()) GTEST_SKIP() << "onnxruntime-node is not installed";
-  const Case& c = GetParam();
-  const fs::path dir = kFixtures / c.name;
-  TempDir tmp;
-  ASSERT_TRUE(Export(dir, tmp.path()).ok());
-  std::string log;
-  json report = CheckWithOnnxRuntime(tmp.path(), dir, c.kv_heads, c.head_dim, &log);
-  ASSERT_TRUE(report.is_object()) << log;
-  EXPECT_TRUE(report.value("ok", false)) << log;
-  double worst = 0;
-  for (const char* check : {"prefill_0", "prefill_1", "token_by_token_0", "token_by_token_1", "greedy_0", "greedy_1",
-                            "chunked_prefill_0", "chunked_prefill_1", "chunked_greedy_1", "batch_padded"}) {
-    ASSERT_TRUE(report["checks"].contains(check)) << check << ": " << log;
-    EXPECT_TRUE(report["checks"][check].value("pass", false)) << check << ": " << report["checks"][check];
-    if (report["checks"][check].contains("max_abs_diff"))
-      worst = std::max(worst, report["checks"][check]["max_abs_diff"].get<double>());
-  }
-  std::printf("%s: onnxruntime max abs logits diff vs HF: %.3g\n", c.name.c_str(), worst);
-  EXPECT_LE(worst, 1e-4);
+  ExpectOnnxRuntimeMatchesHf(GetParam().name, GetParam().kv_heads, GetParam().head_dim);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, MoreModelsExportTest,
