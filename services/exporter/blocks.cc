@@ -121,13 +121,16 @@ std::string PastValue(int layer) { return absl::StrCat("past_value.", layer); }
 CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& s) {
   constexpr int32_t kI64 = onnx::TensorProto::INT64;
   constexpr int32_t kF32 = onnx::TensorProto::FLOAT;
-  const std::vector<Dim> kv_dims = {"batch_size", s.kv_heads, "ctx_len", s.head_dim};
+  const std::vector<Dim> kv_dims = {s.continuous_batching ? "full_batch_size" : "batch_size", s.kv_heads, "ctx_len",
+                                    s.head_dim};
   g.Input("input_ids", kI64, {"batch_size", "seq_len"});
   g.Input("position_ids", kI64, {"batch_size", "seq_len"});
   for (int i = 0; i < s.num_layers; ++i) {
     g.Input(PastKey(i), kF32, kv_dims);
     g.Input(PastValue(i), kF32, kv_dims);
   }
+  // After the cache, as in QEfficient's forward signature.
+  if (s.continuous_batching) g.Input("batch_index", kI64, {"batch_size", 1});
   g.Output("logits", kF32, {"batch_size", 1, s.vocab});
   for (int i = 0; i < s.num_layers; ++i) {
     g.Output(PastKey(i) + "_RetainedState", kF32, kv_dims);
@@ -137,6 +140,7 @@ CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& s) {
   CausalLMIO io;
   io.input_ids = "input_ids";
   io.position_ids = "position_ids";
+  if (s.continuous_batching) io.batch_index = "batch_index";
   // ctx_len comes from the cache input's shape, so one graph serves every ctx_len and the
   // compiler folds it per specialization.
   std::string kv_shape = g.Node("Shape", {PastKey(0)}, {}, "kv_shape");
@@ -311,10 +315,18 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
                             const std::string& k, const std::string& v, const AttentionOptions& options) {
   const std::string k_state = PastKey(layer) + "_RetainedState";
   const std::string v_state = PastValue(layer) + "_RetainedState";
-  CtxScatter(g, PastKey(layer), io.position_ids, k, k_state);
-  CtxScatter(g, PastValue(layer), io.position_ids, v, v_state);
-  std::string k_all = CtxGather(g, k_state, io.ctx_indices);
-  std::string v_all = CtxGather(g, v_state, io.ctx_indices);
+  std::string k_all, v_all;  // [B,kv_heads,C,hd]: the cache rows of this batch
+  if (io.batch_index.empty()) {
+    CtxScatter(g, PastKey(layer), io.position_ids, k, k_state);
+    CtxScatter(g, PastValue(layer), io.position_ids, v, v_state);
+    k_all = CtxGather(g, k_state, io.ctx_indices);
+    v_all = CtxGather(g, v_state, io.ctx_indices);
+  } else {
+    CtxScatterCB(g, PastKey(layer), io.batch_index, io.position_ids, k, k_state);
+    CtxScatterCB(g, PastValue(layer), io.batch_index, io.position_ids, v, v_state);
+    k_all = CtxGatherCB(g, k_state, io.batch_index, io.ctx_indices);
+    v_all = CtxGatherCB(g, v_state, io.batch_index, io.ctx_indices);
+  }
   const bool grouped = options.kv_groups > 1;
   std::string q_rows = grouped ? FoldGroups(g, q, options.kv_groups, "q_grouped") : q;
   std::string k_t = g.Node("Transpose", {k_all}, {AttrInts("perm", {0, 1, 3, 2})}, "k_t");

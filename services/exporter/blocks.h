@@ -46,18 +46,24 @@ struct CausalLMShape {
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
   int64_t vocab = 0;
+  // QEfficient's continuous batching: the cache has full_batch_size rows (KV slots) and a
+  // batch_index input names the slot of each batch row.
+  bool continuous_batching = false;
 };
 
 struct CausalLMIO {
   std::string input_ids;     // int64 [B,S]
   std::string position_ids;  // int64 [B,S], -1 = padding
+  std::string batch_index;   // int64 [B,1], the KV slot of each row; empty unless continuous batching
   std::string ctx_indices;   // int64 [1,1,C] = Range(0, C), C from past_key.0
   std::string causal_mask;   // bool [B,1,S,C], true where the slot must not be attended
 };
 
-// Declares inputs (input_ids, position_ids, past_key.i / past_value.i) and outputs (logits,
-// then past_key.i_RetainedState / past_value.i_RetainedState in layer order), and builds the
-// ctx indices and causal mask every layer shares.
+// Declares inputs (input_ids, position_ids, past_key.i / past_value.i, and batch_index last
+// with continuous batching) and outputs (logits, then past_key.i_RetainedState /
+// past_value.i_RetainedState in layer order), and builds the ctx indices and causal mask every
+// layer shares. The cache's axis 0 is `batch_size`, or `full_batch_size` with continuous
+// batching (QEfficient's dynamic axes).
 CausalLMIO DeclareCausalLM(GraphBuilder& g, const CausalLMShape& shape);
 
 // A mask that, besides the causal one, hides slots older than a sliding window of `window`
@@ -103,7 +109,8 @@ std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden);
 // Attention over the retained KV cache of `layer`: new k/v ([B,heads,S,hd]; grouped-query
 // attention, fewer kv heads than q heads, is not handled here yet) are written with
 // CtxScatter at position_ids (those outputs are the *_RetainedState graph outputs), the whole
-// cache is read back with CtxGather, scores = q·kᵀ divided by each of `score_divisors` in
+// cache is read back with CtxGather (CtxScatterCB / CtxGatherCB at the rows io.batch_index
+// names, with continuous batching), scores = q·kᵀ divided by each of `score_divisors` in
 // turn, masked with float32 lowest (finite, so fully padded rows stay finite), softmax, ·v.
 // Returns [B,heads,S,hd].
 std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,

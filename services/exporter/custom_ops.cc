@@ -48,11 +48,9 @@ onnx::FunctionProto NewFunction(const char* domain, const char* name, const std:
   return fn;
 }
 
-}  // namespace
-
-onnx::FunctionProto CtxScatterFunction() {
-  auto fn = NewFunction(kQualcommDomain, "CtxScatter", {"data", "position_ids", "updates"}, {"out"});
-  Body b(&fn);
+// The CtxScatter / CtxScatterCB body: ScatterND with indices [B,H,S,3] = (row, h, pos[b,s]),
+// row = b, or batch_index[b] with `cb`. The non-CB node list is what CtxScatter always had.
+void ScatterBody(Body& b, bool cb) {
   b.ConstI64("zero", {0}, true);
   b.ConstI64("one", {1}, true);
   // Negative positions (padding) go to slot C-1.
@@ -60,18 +58,29 @@ onnx::FunctionProto CtxScatterFunction() {
   b.Op("Less", {"position_ids", "zero"}, "is_pad");
   b.Op("Add", {"position_ids", "ctx_len"}, "wrapped");
   b.Op("Where", {"is_pad", "wrapped", "position_ids"}, "pos");
-  // ScatterND indices [B,H,S,3] = (b, h, pos[b,s]).
   b.Op("Shape", {"updates"}, "upd_shape");
   b.Op("Shape", {"updates"}, "bhs", {AttrInt("start", 0), AttrInt("end", 3)});
-  b.Op("Gather", {"upd_shape", "zero"}, "batch");
+  if (!cb) {
+    b.Op("Gather", {"upd_shape", "zero"}, "batch");
+  }
   b.Op("Gather", {"upd_shape", "one"}, "heads");
-  b.Op("Range", {"zero", "batch", "one"}, "b_range");
+  if (!cb) {
+    b.Op("Range", {"zero", "batch", "one"}, "b_range");
+  }
   b.Op("Range", {"zero", "heads", "one"}, "h_range");
-  b.ConstI64("axes_12", {1, 2}, false);
+  if (cb) {
+    b.ConstI64("axes_2", {2}, false);
+  } else {
+    b.ConstI64("axes_12", {1, 2}, false);
+  }
   b.ConstI64("axes_02", {0, 2}, false);
   b.ConstI64("axes_1", {1}, false);
   b.ConstI64("axes_3", {3}, false);
-  b.Op("Unsqueeze", {"b_range", "axes_12"}, "b3");
+  if (cb) {
+    b.Op("Unsqueeze", {"batch_index", "axes_2"}, "b3");  // [B,1] -> [B,1,1]
+  } else {
+    b.Op("Unsqueeze", {"b_range", "axes_12"}, "b3");
+  }
   b.Op("Unsqueeze", {"h_range", "axes_02"}, "h3");
   b.Op("Unsqueeze", {"pos", "axes_1"}, "p3");
   b.Op("Expand", {"b3", "bhs"}, "b_exp");
@@ -82,6 +91,21 @@ onnx::FunctionProto CtxScatterFunction() {
   b.Op("Unsqueeze", {"p_exp", "axes_3"}, "p4");
   b.Op("Concat", {"b4", "h4", "p4"}, "indices", {AttrInt("axis", 3)});
   b.Op("ScatterND", {"data", "indices", "updates"}, "out");
+}
+
+}  // namespace
+
+onnx::FunctionProto CtxScatterFunction() {
+  auto fn = NewFunction(kQualcommDomain, "CtxScatter", {"data", "position_ids", "updates"}, {"out"});
+  Body b(&fn);
+  ScatterBody(b, /*cb=*/false);
+  return fn;
+}
+
+onnx::FunctionProto CtxScatterCBFunction() {
+  auto fn = NewFunction(kQualcommDomain, "CtxScatterCB", {"data", "batch_index", "position_ids", "updates"}, {"out"});
+  Body b(&fn);
+  ScatterBody(b, /*cb=*/true);
   return fn;
 }
 
@@ -95,6 +119,35 @@ onnx::FunctionProto CtxGatherFunction() {
   b.ConstI64("axes_3", {3}, false);
   b.Op("Unsqueeze", {"idx", "axes_3"}, "idx4");
   b.Op("GatherND", {"data", "idx4"}, "out", {AttrInt("batch_dims", 2)});
+  return fn;
+}
+
+onnx::FunctionProto CtxGatherCBFunction() {
+  auto fn = NewFunction(kQualcommDomain, "CtxGatherCB", {"data", "batch_index", "ctx_indices"}, {"out"});
+  Body b(&fn);
+  // GatherND over indices [B,H,L,3] = (batch_index[b], h, ctx_indices[l]).
+  b.ConstI64("zero", {0}, true);
+  b.ConstI64("one", {1}, true);
+  b.Op("Shape", {"batch_index"}, "b", {AttrInt("start", 0), AttrInt("end", 1)});
+  b.Op("Shape", {"data"}, "h", {AttrInt("start", 1), AttrInt("end", 2)});
+  b.Op("Shape", {"ctx_indices"}, "len", {AttrInt("start", 2), AttrInt("end", 3)});
+  b.Op("Concat", {"b", "h", "len"}, "bhl", {AttrInt("axis", 0)});
+  b.Op("Shape", {"data"}, "data_shape");
+  b.Op("Gather", {"data_shape", "one"}, "heads");
+  b.Op("Range", {"zero", "heads", "one"}, "h_range");
+  b.ConstI64("axes_2", {2}, false);
+  b.ConstI64("axes_02", {0, 2}, false);
+  b.ConstI64("axes_3", {3}, false);
+  b.Op("Unsqueeze", {"batch_index", "axes_2"}, "b3");  // [B,1] -> [B,1,1]
+  b.Op("Unsqueeze", {"h_range", "axes_02"}, "h3");     // [1,H,1]
+  b.Op("Expand", {"b3", "bhl"}, "b_exp");
+  b.Op("Expand", {"h3", "bhl"}, "h_exp");
+  b.Op("Expand", {"ctx_indices", "bhl"}, "i_exp");
+  b.Op("Unsqueeze", {"b_exp", "axes_3"}, "b4");
+  b.Op("Unsqueeze", {"h_exp", "axes_3"}, "h4");
+  b.Op("Unsqueeze", {"i_exp", "axes_3"}, "i4");
+  b.Op("Concat", {"b4", "h4", "i4"}, "indices", {AttrInt("axis", 3)});
+  b.Op("GatherND", {"data", "indices"}, "out");
   return fn;
 }
 
@@ -138,6 +191,18 @@ void CtxScatter(GraphBuilder& g, const std::string& data, const std::string& pos
 std::string CtxGather(GraphBuilder& g, const std::string& data, const std::string& ctx_indices) {
   AddFunction(g.model(), CtxGatherFunction());
   return g.Node("CtxGather", {data, ctx_indices}, {}, "ctx_gather", kQualcommDomain);
+}
+
+void CtxScatterCB(GraphBuilder& g, const std::string& data, const std::string& batch_index,
+                  const std::string& position_ids, const std::string& updates, const std::string& output) {
+  AddFunction(g.model(), CtxScatterCBFunction());
+  g.NodeNamed("CtxScatterCB", {data, batch_index, position_ids, updates}, {output}, {}, kQualcommDomain);
+}
+
+std::string CtxGatherCB(GraphBuilder& g, const std::string& data, const std::string& batch_index,
+                        const std::string& ctx_indices) {
+  AddFunction(g.model(), CtxGatherCBFunction());
+  return g.Node("CtxGatherCB", {data, batch_index, ctx_indices}, {}, "ctx_gather", kQualcommDomain);
 }
 
 std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon) {

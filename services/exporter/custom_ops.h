@@ -20,6 +20,16 @@ inline constexpr char kQtiDomain[] = "com.qti.aisw.onnx";
 onnx::FunctionProto CtxScatterFunction();
 // CtxGather(data[B,H,C,D], ctx_indices[1,1,L] int64) -> [B,H,L,D].
 onnx::FunctionProto CtxGatherFunction();
+// Continuous batching: the cache has one row per slot (full_batch_size F) and batch row b
+// works on slot batch_index[b].
+// CtxScatterCB(data[F,H,C,D], batch_index[B,1] int64, position_ids[B,S] int64,
+// updates[B,H,S,D]) -> data with data[batch_index[b],h,pos[b,s],:] = updates[b,h,s,:]; a
+// negative position writes slot C-1 of its row, as CtxScatter does (QEff's device op skips
+// those writes; onnxruntime needs an in-range index, and that slot is masked until written).
+onnx::FunctionProto CtxScatterCBFunction();
+// CtxGatherCB(data[F,H,C,D], batch_index[B,1] int64, ctx_indices[1,1,L] int64) -> [B,H,L,D]
+// with out[b,h,l,:] = data[batch_index[b],h,ctx_indices[l],:].
+onnx::FunctionProto CtxGatherCBFunction();
 // CustomRMSNorm(hidden_states, weight; epsilon) -> weight * x / sqrt(mean(x^2, -1) + epsilon).
 onnx::FunctionProto CustomRMSNormFunction();
 
@@ -30,6 +40,10 @@ void AddFunction(onnx::ModelProto& model, const onnx::FunctionProto& fn);
 void CtxScatter(GraphBuilder& g, const std::string& data, const std::string& position_ids,
                 const std::string& updates, const std::string& output);
 std::string CtxGather(GraphBuilder& g, const std::string& data, const std::string& ctx_indices);
+void CtxScatterCB(GraphBuilder& g, const std::string& data, const std::string& batch_index,
+                  const std::string& position_ids, const std::string& updates, const std::string& output);
+std::string CtxGatherCB(GraphBuilder& g, const std::string& data, const std::string& batch_index,
+                        const std::string& ctx_indices);
 std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon);
 
 }  // namespace qeff::exporter

@@ -127,7 +127,8 @@ absl::StatusOr<DecoderStart> BeginDecoder(BuildContext& ctx, const WeightLoader&
                                           const std::string& embed_name) {
   GraphBuilder& g = w.g;
   DecoderStart s;
-  s.io = DeclareCausalLM(g, CausalLMShape{static_cast<int>(d.layers), d.kv_heads, d.head_dim, d.vocab});
+  s.io = DeclareCausalLM(g, CausalLMShape{static_cast<int>(d.layers), d.kv_heads, d.head_dim, d.vocab,
+                                          ctx.options.continuous_batching});
   ctx.progress("export", "embeddings", 0, d.layers);
   QEFF_ASSIGN_OR_RETURN(s.embed, w.Tensor(embed_name, {d.vocab, d.hidden}));
   s.hidden = g.Node("Gather", {s.embed, s.io.input_ids}, {AttrInt("axis", 0)}, "tok_emb");

@@ -84,7 +84,8 @@ struct DecoderStart {
   std::string embed;   // the token embedding table [vocab, hidden]
   std::string hidden;  // Gather(embed, input_ids), [B,S,hidden]
 };
-// Declares the QEff causal-LM IO (layers, kv_heads, head_dim, vocab from `d`), reports the
+// Declares the QEff causal-LM IO (layers, kv_heads, head_dim, vocab from `d`; batch_index and
+// full_batch_size cache rows when ctx.options.continuous_batching), reports the
 // "embeddings" progress step, loads `embed_name` [vocab, hidden] and gathers the input tokens.
 absl::StatusOr<DecoderStart> BeginDecoder(BuildContext& ctx, const WeightLoader& w, const DecoderDims& d,
                                           const std::string& embed_name);

@@ -19,6 +19,8 @@ namespace qeff::exporter {
 inline constexpr int kExportFormatVersion = 1;
 
 struct ExportOptions {
+  // QEfficient's CB export (causal LMs only): KV cache [full_batch_size, ...], a batch_index
+  // [batch_size, 1] input after the cache, CtxScatterCB/CtxGatherCB instead of CtxScatter/CtxGather.
   bool continuous_batching = false;
   bool fp16_clip = false;
 };
@@ -35,7 +37,9 @@ using ProgressFn = std::function<void(const std::string& stage, const std::strin
 
 // Writes staging/model.onnx (+ staging/model.onnx.data external weights). Unknown architecture →
 // UNIMPLEMENTED listing the supported ones. Missing/ill-shaped weights or bad config values →
-// INVALID_ARGUMENT naming the tensor/field. `progress` may be empty.
+// INVALID_ARGUMENT naming the tensor/field, as is continuous_batching for a model without a KV
+// cache (an encoder). manifest_extra records `continuous_batching` and QEfficient's names of
+// the applied `transforms` (PyTorch ones) and `onnx_transforms`. `progress` may be empty.
 absl::StatusOr<ExportSummary> ExportModel(const hf::ModelFolder& folder, const ExportOptions& options,
                                           const std::filesystem::path& staging, const ProgressFn& progress);
 

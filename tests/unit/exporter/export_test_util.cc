@@ -112,6 +112,13 @@ RunResult RunCheckGpt2(const fs::path& export_dir, const fs::path& config, const
   return Run(cmd);
 }
 
+RunResult RunCheckCb(const fs::path& export_dir, const fs::path& fixture, int fbs, const std::string& slots,
+                     int chunk) {
+  return Run("cd " + Quote(kNodeDir.string()) + " && node check_cb.js --model " +
+             Quote((export_dir / "model.onnx").string()) + " --fixture " + Quote(fixture.string()) + " --fbs " +
+             std::to_string(fbs) + " --slots " + Quote(slots) + " --chunk " + std::to_string(chunk));
+}
+
 std::optional<json> ParseReport(const std::string& out) {
   size_t start = out.rfind("\n{");
   start = start == std::string::npos ? (out.rfind('{', 0) == 0 ? 0 : std::string::npos) : start + 1;

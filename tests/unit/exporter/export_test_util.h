@@ -1,6 +1,7 @@
 // Helpers shared by the exporter tests (exporter_test, llama_export_test,
-// more_models_export_test): temp dirs, running commands and the exporter, reading exports back,
-// editing fixtures, and running tests/node/check_gpt2.js under onnxruntime.
+// more_models_export_test, continuous_batching_export_test): temp dirs, running commands and
+// the exporter, reading exports back, editing fixtures, and running tests/node/check_gpt2.js /
+// check_cb.js under onnxruntime.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +75,12 @@ bool HaveOnnxRuntime();
 // Runs tests/node/check_gpt2.js on export_dir/model.onnx with the GPT-2 style `config`, checking
 // against the references of `fixture` unless it is empty.
 RunResult RunCheckGpt2(const fs::path& export_dir, const fs::path& config, const fs::path& fixture);
+
+// Runs tests/node/check_cb.js on the continuous-batching export export_dir/model.onnx against
+// the references of `fixture`: `fbs` KV slots, the fixture's two prompts prefilled into
+// `slots` ("a,b") in chunks of `chunk` tokens, then decoded together.
+RunResult RunCheckCb(const fs::path& export_dir, const fs::path& fixture, int fbs, const std::string& slots,
+                     int chunk);
 
 // check_gpt2.js's JSON report is the last line of its output that starts with '{'. Returns it
 // parsed (discarded if it is not JSON), or nullopt if there is no such line.

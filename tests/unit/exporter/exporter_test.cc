@@ -167,6 +167,10 @@ TEST(Exporter, Gpt2FixtureFollowsTheContractAndPassesTheChecker) {
   EXPECT_EQ(Metadata(m, "architecture"), "GPT2LMHeadModel");
   EXPECT_EQ(Metadata(m, "num_layers"), "2");
   EXPECT_EQ(s->manifest_extra["num_heads"], 2);
+  // QEfficient's names for what was applied (read by the compiler for qconfig.json).
+  EXPECT_EQ(s->manifest_extra["transforms"], json({"CustomOpsTransform", "KVCacheTransform"}));
+  EXPECT_EQ(s->manifest_extra["onnx_transforms"], json::array());
+  EXPECT_EQ(s->manifest_extra["continuous_batching"], false);
 
   // Deterministic: the same inputs give the same bytes (the cache key relies on it).
   TempDir again;
@@ -369,6 +373,67 @@ TEST(CustomOps, CtxScatterAndCtxGatherFunctionBodiesRunInOnnxRuntime) {
   EXPECT_EQ(out["gathered"]["data"].get<std::vector<float>>(), want_gathered);
 }
 
+TEST(CustomOps, CtxScatterCBAndCtxGatherCBFunctionBodiesRunInOnnxRuntime) {
+  TempDir tmp;
+  auto g = GraphBuilder::Open(tmp.path() / "model.onnx.data", false);
+  ASSERT_TRUE(g.ok());
+  g->Input("data", onnx::TensorProto::FLOAT, {"f", 2, "c", 3});
+  g->Input("batch_index", onnx::TensorProto::INT64, {"b", 1});
+  g->Input("position_ids", onnx::TensorProto::INT64, {"b", "s"});
+  g->Input("updates", onnx::TensorProto::FLOAT, {"b", 2, "s", 3});
+  g->Input("ctx_indices", onnx::TensorProto::INT64, {1, 1, "l"});
+  g->Output("scattered", onnx::TensorProto::FLOAT, {"f", 2, "c", 3});
+  g->Output("gathered", onnx::TensorProto::FLOAT, {"b", 2, "l", 3});
+  CtxScatterCB(*g, "data", "batch_index", "position_ids", "updates", "scattered");
+  std::string gathered = CtxGatherCB(*g, "scattered", "batch_index", "ctx_indices");
+  g->NodeNamed("Identity", {gathered}, {"gathered"});
+  ASSERT_TRUE(g->Finish(tmp.path() / "model.onnx").ok());
+  try {
+    onnx::checker::check_model((tmp.path() / "model.onnx").string());
+  } catch (const std::exception& e) {
+    FAIL() << e.what();
+  }
+
+  // F=3 slots, H=2, C=4, D=3; B=2 rows in slots 2 and 0 (slot 1 is never named), S=3. Row 0
+  // writes slots 2, C-1 (padding -1) and 0; row 1 slots 1, 2, 3.
+  const int F = 3, B = 2, H = 2, C = 4, D = 3, S = 3;
+  const std::vector<int64_t> slot = {2, 0};
+  std::vector<float> data(F * H * C * D), updates(B * H * S * D);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
+  for (size_t i = 0; i < updates.size(); ++i) updates[i] = 1000.0f + static_cast<float>(i);
+  const std::vector<int64_t> pos = {2, -1, 0, 1, 2, 3};
+  json inputs = {{"data", {{"type", "float32"}, {"dims", {F, H, C, D}}, {"data", data}}},
+                 {"batch_index", {{"type", "int64"}, {"dims", {B, 1}}, {"data", slot}}},
+                 {"position_ids", {{"type", "int64"}, {"dims", {B, S}}, {"data", pos}}},
+                 {"updates", {{"type", "float32"}, {"dims", {B, H, S, D}}, {"data", updates}}},
+                 {"ctx_indices", {{"type", "int64"}, {"dims", {1, 1, 3}}, {"data", {3, 0, 1}}}}};
+  json out = RunOnnx(tmp.path() / "model.onnx", inputs);
+  std::vector<float> want = data;
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      for (int s = 0; s < S; ++s) {
+        int64_t p = pos[b * S + s];
+        if (p < 0) p += C;
+        for (int d = 0; d < D; ++d) {
+          want[((slot[b] * H + h) * C + p) * D + d] = updates[((b * H + h) * S + s) * D + d];
+        }
+      }
+    }
+  }
+  EXPECT_EQ(out["scattered"]["dims"], json({F, H, C, D}));
+  EXPECT_EQ(out["scattered"]["data"].get<std::vector<float>>(), want);
+  std::vector<float> want_gathered;
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      for (int idx : {3, 0, 1}) {
+        for (int d = 0; d < D; ++d) want_gathered.push_back(want[((slot[b] * H + h) * C + idx) * D + d]);
+      }
+    }
+  }
+  EXPECT_EQ(out["gathered"]["dims"], json({B, H, 3, D}));
+  EXPECT_EQ(out["gathered"]["data"].get<std::vector<float>>(), want_gathered);
+}
+
 TEST(CustomOps, CustomRMSNormFunctionBodyRunsInOnnxRuntime) {
   TempDir tmp;
   auto g = GraphBuilder::Open(tmp.path() / "model.onnx.data", false);
@@ -472,10 +537,6 @@ TEST(Exporter, BadInputGetsTheRightStatus) {
   absl::Status missing = Export(root / "missing-weight", root / "out-missing").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(missing.message()), HasSubstr("transformer.h.1.mlp.c_fc.bias"));
-
-  ExportOptions cb;
-  cb.continuous_batching = true;
-  EXPECT_EQ(Export(kGpt2, root / "out-cb", cb).status().code(), absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace
