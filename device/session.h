@@ -1,6 +1,8 @@
-// A loaded cpu qpc: the compiled program, its mmapped weights, a scratch arena and the
+// Runs a loaded Program: owns what changes between calls — the activation arena and the
 // retained-state buffers (the KV cache), which persist across Run() calls like QAIC's
-// retained-state device buffers.
+// retained-state device buffers. For a continuous-batching program the state holds
+// full_batch_size slots, each reset on its own when a new sequence takes it. Kernels run on the
+// process-wide thread pool. A session is used by one thread at a time (its model's scheduler).
 #pragma once
 
 #include <filesystem>
@@ -11,36 +13,34 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/util/files.h"
 #include "device/cpu/thread_pool.h"
+#include "device/program.h"
 #include "device/tensor.h"
-#include "qeff/v1/program.pb.h"
 
 namespace qeff::device {
-
-struct SpecializationInfo {
-  std::string name;
-  int batch_size = 0;
-  int seq_len = 0;
-  int ctx_len = 0;
-};
 
 using NamedInputs = std::vector<std::pair<std::string, HostTensor>>;
 
 class Session {
  public:
-  // Loads <qpc_dir>/program.pb and weights.bin, validating every offset and size.
-  // num_threads <= 0: the qpc's num_cores, else every core.
+  // A session over a shared program. num_threads <= 0: the program's num_cores, else every
+  // thread of the process pool.
+  static absl::StatusOr<std::unique_ptr<Session>> Create(std::shared_ptr<const Program> program, int num_threads);
+  // Program::Load + Create.
   static absl::StatusOr<std::unique_ptr<Session>> Load(const std::filesystem::path& qpc_dir, int num_threads);
   ~Session();
 
-  const std::vector<SpecializationInfo>& specializations() const { return specs_; }
-  // Last dimension of the `logits` output (0 when the program has none).
-  int vocab_size() const { return vocab_size_; }
-  int num_threads() const { return pool_->size(); }
+  const Program& program() const { return *program_; }
+  const std::vector<SpecializationInfo>& specializations() const { return program_->specializations(); }
+  int vocab_size() const { return program_->vocab_size(); }
+  int full_batch_size() const { return program_->full_batch_size(); }
+  int num_threads() const { return threads_; }
 
-  // Zeroes the retained state (start of a new sequence).
+  // Zeroes the whole retained state (start of a new sequence on a non-batched program).
   void ResetState();
+  // Zeroes KV slot `slot` (row `slot` of every retained-state buffer) of a continuous-batching
+  // program; INVALID_ARGUMENT outside [0, full_batch_size).
+  absl::Status ResetSlot(int slot);
 
   // Runs specialization `spec` on the host inputs (exact names, dtypes and shapes of the
   // specialization's inputs). Outputs stay valid until the next Run.
@@ -62,23 +62,14 @@ class Session {
   Session() = default;
   absl::Status Prepare();
 
-  absl::Status LoadWeights(const std::filesystem::path& path);
-
-  qeff::v1::Program program_;
-  // Weights: either a copy in 2 MB pages (default) or the zero-copy file mapping.
-  util::MappedFile weights_map_;
-  void* weights_anon_ = nullptr;
-  size_t weights_anon_bytes_ = 0;
-  const uint8_t* weights_ = nullptr;
-  size_t weights_size_ = 0;
-  std::vector<SpecializationInfo> specs_;
+  std::shared_ptr<const Program> program_;
   std::vector<Prepared> prepared_;
   uint8_t* arena_ = nullptr;
   size_t arena_bytes_ = 0;
   std::vector<uint8_t*> states_;
   std::vector<size_t> state_bytes_;
-  std::unique_ptr<ThreadPool> pool_;
-  int vocab_size_ = 0;
+  ThreadPool* pool_ = nullptr;
+  int threads_ = 0;
   int last_spec_ = -1;
   bool profile_ = false;
   std::map<std::string, double> profile_ms_;

@@ -1,10 +1,12 @@
 // qeffctl: the command-line client of qeff.
 //
 //   qeffctl infer --model DIR|org/name --prompt "Hi" [--max-new-tokens N] [--json]
+//   qeffctl infer --model DIR --full-batch-size 4 --prompts-file FILE [--json]   (continuous batching)
 //   qeffctl embed --model DIR --text "..." [--text ...] [--pooling mean|cls|max|pooler] [--normalize]
 //   qeffctl export | compile | load | generate | list | unload | tokenize | cache ls|gc
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -15,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "clients/qeffctl/client.h"
+#include "clients/qeffctl/prompt_batch.h"
 #include "clients/qeffctl/tokenize_command.h"
 #include "common/artifacts/store.h"
 
@@ -36,13 +39,16 @@ struct CompileArgs {
 };
 
 struct GenArgs {
-  std::string prompt, input_ids;
+  std::string prompt, input_ids, prompts_file;
   int max_new_tokens = 0;
   bool stop_at_eos = false;
   float temperature = 0, top_p = 1, repetition_penalty = 1;
   int top_k = 0;
   uint64_t seed = 0;
 };
+
+// Streams a --prompts-file keeps open at once (the runner queues what it cannot batch yet).
+constexpr int kPromptsInFlight = 16;
 
 int Fail(const absl::Status& s) {
   std::cerr << "error: " << s.message() << " [" << absl::StatusCodeToString(s.code()) << "]\n";
@@ -62,6 +68,8 @@ void AddCompileOptions(CLI::App* cmd, CompileArgs& a) {
 void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
   cmd->add_option("--prompt", g.prompt, "prompt text");
   cmd->add_option("--input-ids", g.input_ids, "comma-separated prompt token ids");
+  cmd->add_option("--prompts-file", g.prompts_file,
+                  "JSON lines, each {\"prompt\": \"...\"} or {\"input_ids\": [...]}: all prompts run concurrently");
   cmd->add_option("--max-new-tokens,--generation-len", g.max_new_tokens, "0 = fill the context");
   cmd->add_flag("--stop-at-eos", g.stop_at_eos, "stop when the EOS token is generated");
   cmd->add_option("--temperature", g.temperature, "0 = greedy");
@@ -74,8 +82,9 @@ void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
 absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, const std::string& model_id) {
   qeff::v1::GenerateRequest req;
   req.set_model_id(model_id);
-  if (g.prompt.empty() == g.input_ids.empty()) {
-    return absl::InvalidArgumentError("pass exactly one of --prompt or --input-ids");
+  if (static_cast<int>(!g.prompt.empty()) + static_cast<int>(!g.input_ids.empty()) +
+          static_cast<int>(!g.prompts_file.empty()) != 1) {
+    return absl::InvalidArgumentError("pass exactly one of --prompt, --input-ids or --prompts-file");
   }
   if (!g.input_ids.empty()) {
     for (absl::string_view part : absl::StrSplit(g.input_ids, ',', absl::SkipWhitespace())) {
@@ -162,6 +171,79 @@ int RunGenerate(const Common& c, const GenArgs& g, const std::string& model_id, 
 
 void PrintJson(const nlohmann::json& j) {
   std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+// --prompts-file: every prompt as its own concurrent stream (the runner batches them), printed
+// in input order. --json: one object per prompt with the fields of a single `infer --json`
+// (plus `base`'s keys), and the batch's aggregate as {"aggregate": ...} on stderr, so stdout
+// holds exactly one line per prompt. Otherwise each prompt and its completion, as QEfficient
+// prints them, then the batch's performance stats.
+int RunPromptsFile(const Common& c, const GenArgs& g, const std::string& model_id, int concurrency,
+                   const nlohmann::json& base) {
+  auto lines = qeffctl::ReadPromptsFile(g.prompts_file);
+  if (!lines.ok()) return Fail(lines.status());
+  auto tmpl = MakeGenerateRequest(g, model_id);
+  if (!tmpl.ok()) return Fail(tmpl.status());
+  std::vector<qeff::v1::GenerateRequest> requests;
+  for (const auto& line : *lines) {
+    qeff::v1::GenerateRequest r = *tmpl;
+    r.set_prompt(line.prompt);
+    for (int64_t id : line.input_ids) r.add_input_ids(id);
+    requests.push_back(std::move(r));
+  }
+  qeffctl::BatchStats agg;
+  auto results = qeffctl::GenerateAll(c.RunnerAddr(), requests, concurrency, &agg);
+  int failed = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    if (!r.status.ok()) ++failed;
+    if (c.json) {
+      nlohmann::json j = base;
+      if (r.status.ok()) {
+        j["prompt_token_ids"] = std::vector<int64_t>(r.last.prompt_token_ids().begin(), r.last.prompt_token_ids().end());
+        j["generated_token_ids"] = r.generated;
+        j["text"] = r.text;
+        j["finish_reason"] = r.last.finish_reason();
+        j["stats"] = StatsJson(r.last.stats());
+      } else {
+        j["error"] = std::string(r.status.message());
+        j["code"] = absl::StatusCodeToString(r.status.code());
+      }
+      PrintJson(j);
+      continue;
+    }
+    std::printf("========================= Prompt %zu =========================\n", i);
+    const auto& line = (*lines)[i];
+    if (!line.prompt.empty()) {
+      std::printf("Prompt : %s\n", line.prompt.c_str());
+    } else {
+      std::printf("Prompt : (%zu token ids)\n", line.input_ids.size());
+    }
+    if (r.status.ok()) {
+      std::printf("Completion : %s\n", r.text.c_str());
+    } else {
+      std::printf("error: %s [%s]\n", std::string(r.status.message()).c_str(),
+                  absl::StatusCodeToString(r.status.code()).c_str());
+    }
+  }
+  const nlohmann::json aggregate = {{"prompts", agg.prompts},
+                                    {"failed", failed},
+                                    {"generated_tokens", agg.generated_tokens},
+                                    {"e2e_ms", agg.e2e_ms},
+                                    {"ttft_ms_avg", agg.ttft_ms_avg},
+                                    {"decode_tokens_per_s", agg.decode_tokens_per_s},
+                                    {"total_tokens_per_s", agg.total_tokens_per_s}};
+  if (c.json) {
+    std::cerr << nlohmann::json{{"aggregate", aggregate}}.dump() << std::endl;
+  } else {
+    std::printf("\n========================= Performance Stats =========================\n");
+    std::printf("Average Prefill time a.k.a TTFT is= %.4f sec\n", agg.ttft_ms_avg / 1000.0);
+    std::printf("Decode is= %.2f tokens/sec\n", agg.decode_tokens_per_s);
+    std::printf("Total is= %.2f tokens/sec\n", agg.total_tokens_per_s);
+    std::printf("Total (E2E) inference time is= %.4f sec\n", agg.e2e_ms / 1000.0);
+    std::printf("=====================================================================\n");
+  }
+  return failed == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -283,9 +365,13 @@ int main(int argc, char** argv) {
     out["ctx_len"] = r->ctx_len();
     out["prefill_seq_len"] = r->prefill_seq_len();
     out["batch_size"] = r->batch_size();
+    out["full_batch_size"] = r->full_batch_size();
   } else if (*gen_cmd) {
+    if (!ga.prompts_file.empty()) return RunPromptsFile(c, ga, model_id, kPromptsInFlight, out);
     if (int rc = RunGenerate(c, ga, model_id, &out); rc != 0) return rc;
   } else if (*infer_cmd) {
+    // QEfficient: a full_batch_size means a continuous-batching export.
+    if (ca.full_batch_size > 0) cb = true;
     auto e = do_export(&out);
     if (!e.ok()) return Fail(e.status());
     auto q = do_compile(e->artifact().key(), &out);
@@ -294,6 +380,10 @@ int main(int argc, char** argv) {
     lreq.set_qpc_key(q->artifact().key());
     auto l = qeffctl::Load(c.RunnerAddr(), lreq);
     if (!l.ok()) return Fail(l.status());
+    if (!ga.prompts_file.empty()) {
+      // Enough streams to keep every KV slot busy while finished ones are replaced.
+      return RunPromptsFile(c, ga, l->model_id(), std::max(kPromptsInFlight, 2 * ca.full_batch_size), out);
+    }
     if (int rc = RunGenerate(c, ga, l->model_id(), &out); rc != 0) return rc;
   } else if (*embed_cmd) {
     if (embed_texts.empty() == embed_ids.empty()) {
@@ -348,7 +438,10 @@ int main(int argc, char** argv) {
       for (const auto& m : resp.models()) {
         out["models"].push_back({{"model_id", m.model_id()}, {"qpc_key", m.qpc_key()},
                                  {"architecture", m.architecture()}, {"ctx_len", m.ctx_len()},
-                                 {"prefill_seq_len", m.prefill_seq_len()}, {"batch_size", m.batch_size()}});
+                                 {"prefill_seq_len", m.prefill_seq_len()}, {"batch_size", m.batch_size()},
+                                 {"full_batch_size", m.full_batch_size()}, {"slots", m.slots()},
+                                 {"active_requests", m.active_requests()}, {"queued_requests", m.queued_requests()},
+                                 {"max_queued_requests", m.max_queued_requests()}});
       }
     }
   } else if (*tok_cmd) {

@@ -6,7 +6,8 @@
 
 namespace qeff::rpc {
 
-int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services) {
+int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services,
+               bool runner) {
   CLI::App app{program_name + ": qeff gRPC server"};
   ServerConfig config;
   config.cache_dir = artifacts::DefaultCacheRoot().string();
@@ -21,6 +22,17 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
       ->check(CLI::Range(1, 2047))
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  int max_queued = 64, max_slots = 0;
+  if (runner) {
+    app.add_option("--max-queued-requests", max_queued,
+                   "generation requests per model that may wait for a KV slot; more get RESOURCE_EXHAUSTED")
+        ->check(CLI::Range(0, 100000))
+        ->capture_default_str();
+    app.add_option("--max-active-slots", max_slots,
+                   "KV slots each model uses at most (0 = all of its qpc's full_batch_size)")
+        ->check(CLI::Range(0, 4096))
+        ->capture_default_str();
+  }
   CLI11_PARSE(app, argc, argv);
 
   // Logs go to stderr; stdout carries only the "listening on" line that scripts read.
@@ -35,7 +47,7 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
   if (removed > 0) spdlog::info("removed {} staging leftover(s) from {}/tmp", removed, config.cache_dir);
 
   std::vector<std::shared_ptr<void>> owned;
-  std::vector<ServiceEntry> services = make_services(ServerContextArgs{&*store, threads}, owned);
+  std::vector<ServiceEntry> services = make_services(ServerContextArgs{&*store, threads, max_queued, max_slots}, owned);
   return RunServer(config, services);
 }
 

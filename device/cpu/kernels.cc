@@ -53,7 +53,7 @@ Shape Strides(const Shape& shape) {
 }
 
 bool HasKernel(const std::string& type) {
-  return IsElementwise(type) || IsLinalg(type) || IsTensorOp(type) || IsNnOp(type);
+  return IsElementwise(type) || IsLinalg(type) || IsTensorOp(type) || IsNnOp(type) || IsAttentionOp(type);
 }
 
 absl::Status RunKernel(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
@@ -63,6 +63,7 @@ absl::Status RunKernel(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
   if (IsLinalg(t)) return RunLinalg(op, in, out, pool);
   if (IsTensorOp(t)) return RunTensorOp(op, in, out, pool);
   if (IsNnOp(t)) return RunNnOp(op, in, out, pool);
+  if (IsAttentionOp(t)) return RunAttention(op, in, out, pool);
   return absl::UnimplementedError(absl::StrCat("no cpu kernel for op '", t, "'"));
 }
 

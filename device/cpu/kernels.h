@@ -6,6 +6,7 @@
 // INVALID_ARGUMENT instead of reading or writing out of bounds.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,10 +42,29 @@ absl::Status RunTensorOp(const qeff::v1::Op& op, const std::vector<TensorRef>& i
                          const std::vector<TensorRef>& out, ThreadPool* pool);
 absl::Status RunNnOp(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                      const std::vector<TensorRef>& out, ThreadPool* pool);
+absl::Status RunAttention(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                          const std::vector<TensorRef>& out, ThreadPool* pool);
 bool IsElementwise(const std::string& type);
 bool IsLinalg(const std::string& type);
 bool IsTensorOp(const std::string& type);
 bool IsNnOp(const std::string& type);
+bool IsAttentionOp(const std::string& type);
+
+// CachedAttention's scalar score ops, applied in order to q·k before the mask (attribute
+// "score_ops"; "score_args" holds each op's float constant as its IEEE-754 bits, 0 for Tanh).
+enum class ScoreOp : int64_t { kDiv = 1, kMul = 2, kTanh = 3 };
+inline int64_t ScoreArgBits(float f) {
+  uint32_t u;
+  static_assert(sizeof(u) == sizeof(f));
+  __builtin_memcpy(&u, &f, sizeof(u));
+  return static_cast<int64_t>(u);
+}
+inline float ScoreArgFloat(int64_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits);
+  float f;
+  __builtin_memcpy(&f, &u, sizeof(f));
+  return f;
+}
 
 // Row-major strides of `shape`.
 Shape Strides(const Shape& shape);

@@ -1,5 +1,6 @@
 // Neural-network kernels: Softmax, LayerNormalization, RMSNorm, ArgMax, reductions, and the
-// KV-cache ops CtxScatter / CtxGather (QEfficient's com.qualcomm.cloud custom ops).
+// KV-cache ops CtxScatter / CtxGather and their continuous-batching forms CtxScatterCB /
+// CtxGatherCB (QEfficient's com.qualcomm.cloud custom ops).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,7 +17,8 @@ namespace {
 using qeff::v1::Op;
 
 const std::set<std::string> kNnOps = {"Softmax", "LayerNormalization", "RMSNorm", "ArgMax", "ReduceMean",
-                                      "ReduceSum", "ReduceMax", "CtxScatter", "CtxGather"};
+                                      "ReduceSum", "ReduceMax", "CtxScatter", "CtxGather",
+                                      "CtxScatterCB", "CtxGatherCB"};
 
 // outer x dim x inner decomposition around `axis`.
 void Split3(const Shape& s, int64_t axis, int64_t* outer, int64_t* dim, int64_t* inner) {
@@ -217,6 +219,105 @@ absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
   return absl::OkStatus();
 }
 
+// Integer element i of an int32/int64 tensor.
+int64_t IndexAt(const TensorRef& t, int64_t i) {
+  return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[i] : t.as<int64_t>()[i];
+}
+bool IsIndexType(const TensorRef& t) { return t.dtype == qeff::v1::I64 || t.dtype == qeff::v1::I32; }
+
+// batch_index [B,1] (or [B]) must name rows of a cache with `rows` rows; checked before anything
+// is written, so a bad index leaves the cache untouched.
+absl::Status CheckBatchIndex(const char* op, const TensorRef& bidx, int64_t batch, int64_t rows) {
+  if (!IsIndexType(bidx)) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": batch_index must be int64"));
+  }
+  if (bidx.shape.empty() || bidx.shape[0] != batch || bidx.numel() != batch) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": batch_index must be [", batch, ",1], got ",
+                                                   ShapeString(bidx.shape)));
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t r = IndexAt(bidx, b);
+    if (r < 0 || r >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": batch_index[", b, "] = ", r, " is not a KV slot in [0, ",
+                                                     rows, "); use a slot below full_batch_size"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D] -> data with
+// out[batch_index[b], h, position_ids[b,s]] = updates[b,h,s]. Negative positions (padding) and
+// positions outside [0, C) are dropped.
+absl::Status CtxScatterCB(const std::vector<TensorRef>& in, const TensorRef& o) {
+  const TensorRef& data = in[0];
+  const TensorRef& bidx = in[1];
+  const TensorRef& pos = in[2];
+  const TensorRef& upd = in[3];
+  if (!IsIndexType(pos)) return absl::InvalidArgumentError("CtxScatterCB: position_ids must be int64");
+  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || upd.dtype != data.dtype ||
+      upd.shape[1] != data.shape[1] || upd.shape[3] != data.shape[3] ||
+      (pos.shape[0] != 1 && pos.shape[0] != upd.shape[0]) || pos.shape[1] != upd.shape[2]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CtxScatterCB expects data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D]; got data ",
+        ShapeString(data.shape), ", position_ids ", ShapeString(pos.shape), ", updates ", ShapeString(upd.shape)));
+  }
+  const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3];
+  const int64_t FBS = data.shape[0], C = data.shape[2];
+  absl::Status st = CheckBatchIndex("CtxScatterCB", bidx, B, FBS);
+  if (!st.ok()) return st;
+  if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
+  const size_t es = DTypeSize(data.dtype);
+  auto* dst = static_cast<uint8_t*>(o.data);
+  const auto* src = static_cast<const uint8_t*>(upd.data);
+  const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t row = IndexAt(bidx, b);
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t p = IndexAt(pos, b * pos_b * S + s);
+      if (p < 0 || p >= C) continue;
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(dst + (((row * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// data [FBS,H,C,D], batch_index [B,1], ctx_indices (L indices) -> [B,H,L,D] with
+// out[b,h,l] = data[batch_index[b], h, ctx_indices[l]].
+absl::Status CtxGatherCB(const std::vector<TensorRef>& in, const TensorRef& o) {
+  const TensorRef& data = in[0];
+  const TensorRef& bidx = in[1];
+  const TensorRef& idx = in[2];
+  if (data.shape.size() != 4 || o.shape.size() != 4) {
+    return absl::InvalidArgumentError("CtxGatherCB expects data [FBS,H,C,D] and an output [B,H,L,D]");
+  }
+  if (!IsIndexType(idx)) return absl::InvalidArgumentError("CtxGatherCB: ctx_indices must be int64");
+  const int64_t B = o.shape[0], H = data.shape[1], C = data.shape[2], D = data.shape[3];
+  const int64_t L = idx.numel();
+  if (o.shape[1] != H || o.shape[2] != L || o.shape[3] != D) {
+    return absl::InvalidArgumentError(absl::StrCat("CtxGatherCB: output ", ShapeString(o.shape), " does not match data ",
+                                                   ShapeString(data.shape), " and ", L, " indices"));
+  }
+  absl::Status st = CheckBatchIndex("CtxGatherCB", bidx, B, data.shape[0]);
+  if (!st.ok()) return st;
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t p = IndexAt(idx, l);
+    if (p < 0 || p >= C) return absl::InvalidArgumentError(absl::StrCat("CtxGatherCB index ", p, " outside [0, ", C, ")"));
+  }
+  const size_t es = DTypeSize(data.dtype);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t row = IndexAt(bidx, b);
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t l = 0; l < L; ++l) {
+        std::memcpy(static_cast<uint8_t*>(o.data) + (((b * H + h) * L) + l) * D * es,
+                    static_cast<const uint8_t*>(data.data) + (((row * H + h) * C) + IndexAt(idx, l)) * D * es, D * es);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsNnOp(const std::string& type) { return kNnOps.count(type) > 0; }
@@ -225,7 +326,8 @@ absl::Status RunNnOp(const Op& op, const std::vector<TensorRef>& in, const std::
                      ThreadPool* pool) {
   const std::string& t = op.type();
   if (in.empty() || out.empty()) return absl::InvalidArgumentError(absl::StrCat(t, ": missing operands"));
-  if (t != "ArgMax" && t != "CtxScatter" && t != "CtxGather" && in[0].dtype != qeff::v1::F32) {
+  const bool kv_op = t == "CtxScatter" || t == "CtxGather" || t == "CtxScatterCB" || t == "CtxGatherCB";
+  if (t != "ArgMax" && !kv_op && in[0].dtype != qeff::v1::F32) {
     return absl::UnimplementedError(absl::StrCat(t, " on ", DTypeName(in[0].dtype)));
   }
   if (t == "Softmax") return Softmax(op, in[0], out[0], pool);
@@ -239,6 +341,14 @@ absl::Status RunNnOp(const Op& op, const std::vector<TensorRef>& in, const std::
   if (t == "CtxGather") {
     if (in.size() < 2) return absl::InvalidArgumentError("CtxGather needs 2 inputs");
     return CtxGather(in, out[0]);
+  }
+  if (t == "CtxScatterCB") {
+    if (in.size() != 4) return absl::InvalidArgumentError("CtxScatterCB needs 4 inputs (data, batch_index, position_ids, updates)");
+    return CtxScatterCB(in, out[0]);
+  }
+  if (t == "CtxGatherCB") {
+    if (in.size() != 3) return absl::InvalidArgumentError("CtxGatherCB needs 3 inputs (data, batch_index, ctx_indices)");
+    return CtxGatherCB(in, out[0]);
   }
   return Reduce(op, in[0], out[0]);
 }

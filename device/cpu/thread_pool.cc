@@ -8,6 +8,30 @@
 #endif
 
 namespace qeff::device {
+namespace {
+
+std::mutex process_mu;
+int process_threads = 0;
+thread_local int call_limit = 0;     // LimitScope
+thread_local bool in_parallel = false;  // inside a ParallelFor body (nested calls run inline)
+
+}  // namespace
+
+ThreadPool& ThreadPool::Process() {
+  static ThreadPool* pool = [] {
+    std::lock_guard<std::mutex> l(process_mu);
+    return new ThreadPool(process_threads);  // never destroyed: workers outlive static destructors
+  }();
+  return *pool;
+}
+
+void ThreadPool::ConfigureProcess(int num_threads) {
+  std::lock_guard<std::mutex> l(process_mu);
+  process_threads = num_threads;
+}
+
+ThreadPool::LimitScope::LimitScope(int max_threads) : saved_(call_limit) { call_limit = max_threads; }
+ThreadPool::LimitScope::~LimitScope() { call_limit = saved_; }
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -52,7 +76,11 @@ void ThreadPool::Worker(int index) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_) return;
-    RunChunks();
+    if (index < active_threads_) {
+      in_parallel = true;
+      RunChunks();
+      in_parallel = false;
+    }
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -61,22 +89,25 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t max_chunks = (n + grain - 1) / grain;
-  if (num_threads_ == 1 || max_chunks == 1) {
+  const int threads = call_limit > 0 ? std::min(call_limit, num_threads_) : num_threads_;
+  if (threads == 1 || max_chunks == 1 || in_parallel) {
     fn(0, n);
     return;
   }
+  std::lock_guard<std::mutex> job(job_mu_);
   // Workers still leaving the previous job must see its state unchanged.
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
     if (spins > 1000) std::this_thread::yield();
   }
   // A few chunks per thread balance uneven progress without much counter traffic.
-  const int64_t chunks = std::min<int64_t>(int64_t{4} * num_threads_, max_chunks);
+  const int64_t chunks = std::min<int64_t>(int64_t{4} * threads, max_chunks);
   int64_t chunk = (n + chunks - 1) / chunks;
   chunk = (chunk + grain - 1) / grain * grain;
   fn_ = &fn;
   n_ = n;
   chunk_ = chunk;
   num_chunks_ = (n + chunk - 1) / chunk;
+  active_threads_ = threads;
   next_chunk_.store(0, std::memory_order_release);
   done_chunks_.store(0, std::memory_order_release);
   pending_.store(num_threads_ - 1, std::memory_order_release);
@@ -85,7 +116,9 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
+  in_parallel = true;
   RunChunks();
+  in_parallel = false;
   // Every chunk is claimed; wait for the ones still running. A worker that never got a chunk
   // leaves the job later (the next ParallelFor waits for that).
   while (done_chunks_.load(std::memory_order_acquire) != num_chunks_) {

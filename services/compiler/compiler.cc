@@ -30,13 +30,82 @@ bool HasRetainedState(const OnnxModel& model) {
   return false;
 }
 
-std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& o, bool causal) {
+bool HasBatchIndex(const OnnxModel& model) {
+  for (const auto& in : model.inputs()) {
+    if (in.name == "batch_index") return true;
+  }
+  return false;
+}
+
+ModelKind KindOf(const OnnxModel& model) { return {HasRetainedState(model), HasBatchIndex(model)}; }
+
+absl::Status ValidateForModel(const CompileOptions& o, const ModelKind& kind) {
+  if (kind.continuous_batching && o.full_batch_size == 0) {
+    return absl::InvalidArgumentError(
+        "this export was made for continuous batching (it takes batch_index); compile it with --full-batch-size N "
+        "(the number of KV slots), or export again without --continuous-batching");
+  }
+  if (!kind.continuous_batching && o.full_batch_size > 0) {
+    return absl::InvalidArgumentError(
+        "--full-batch-size needs an export made for continuous batching; export with --continuous-batching");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& o, const ModelKind& kind,
+                                                       bool decode_batch_ladder) {
   // Encoders (no KV cache) run one shape, like QEfficient's "Embedding" specialization.
-  if (!causal) return {{"Embedding", o.batch_size, o.prefill_seq_len, 0}};
+  if (!kind.causal) return {{"Embedding", o.batch_size, o.prefill_seq_len, 0, 0}};
   std::vector<SpecializationSummary> specs;
-  specs.push_back({"Prefill", o.batch_size, o.prefill_seq_len, o.ctx_len});
-  if (o.prefill_seq_len != 1) specs.push_back({"Decode", o.batch_size, 1, o.ctx_len});
+  if (!kind.continuous_batching) {
+    specs.push_back({"Prefill", o.batch_size, o.prefill_seq_len, o.ctx_len, 0});
+    if (o.prefill_seq_len != 1) specs.push_back({"Decode", o.batch_size, 1, o.ctx_len, 0});
+    return specs;
+  }
+  const int n = o.full_batch_size;
+  specs.push_back({"Prefill", 1, o.prefill_seq_len, o.ctx_len, n});
+  if (o.prefill_seq_len != 1 || n != 1) specs.push_back({"Decode", n, 1, o.ctx_len, n});
+  if (decode_batch_ladder) {
+    for (int b = 1; b < n; b *= 2) {
+      if (b == 1 && o.prefill_seq_len == 1) continue;  // the Prefill specialization is that shape
+      specs.push_back({absl::StrCat("Decode_bs", b), b, 1, o.ctx_len, n});
+    }
+  }
   return specs;
+}
+
+nlohmann::json QConfigJson(const fs::path& export_dir, const CompileOptions& o,
+                           const std::vector<SpecializationSummary>& specs, const std::vector<std::string>& command) {
+  auto read_json = [&](const char* name) {
+    auto text = util::ReadFile(export_dir / name, 64 << 20);
+    if (!text.ok()) return nlohmann::json();
+    return nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  };
+  const nlohmann::json hf_config = read_json("config.json");
+  const nlohmann::json manifest = read_json("manifest.json");
+  nlohmann::json transforms = nlohmann::json::array();
+  if (manifest.is_object() && manifest.contains("details") && manifest["details"].is_object()) {
+    transforms = manifest["details"].value("transforms", nlohmann::json::array());
+  }
+  nlohmann::json compiler = {{"target", o.target},
+                             {"apps_sdk_version", nullptr},
+                             {"specializations_file_path", "specializations.json"},
+                             {"specializations", SpecializationsJson(specs)["specializations"]},
+                             {"mdp_ts_num_devices", 1},
+                             {"num_speculative_tokens", nullptr},
+                             {"prefill_seq_len", o.prefill_seq_len},
+                             {"ctx_len", o.ctx_len},
+                             {"batch_size", o.batch_size},
+                             {"full_batch_size", o.full_batch_size > 0 ? nlohmann::json(o.full_batch_size) : nlohmann::json()},
+                             {"num_cores", o.num_cores},
+                             {"weight_dtype", o.weight_dtype},
+                             {"compiler", absl::StrCat("qeff-compiler format ", kCompilerFormatVersion)}};
+  if (!command.empty()) compiler["command"] = command;
+  return {{"huggingface_config", hf_config.is_discarded() ? nlohmann::json() : hf_config},
+          {"qpc_config",
+           {{"QEff_config", {{"pytorch_transforms", transforms}, {"onnx_transforms", nlohmann::json::array()},
+                             {"onnx_path", (export_dir / "model.onnx").string()}}},
+            {"aic_compiler_config", compiler}}}};
 }
 
 namespace {
@@ -44,7 +113,9 @@ namespace {
 absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileOptions& options,
                                           const fs::path& staging, const ProgressFn& progress) {
   CompileSummary summary;
-  summary.specializations = PlanSpecializations(options, HasRetainedState(model));
+  const ModelKind kind = KindOf(model);
+  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind));
+  summary.specializations = PlanSpecializations(options, kind, /*decode_batch_ladder=*/true);
   QEFF_ASSIGN_OR_RETURN(WeightsWriter weights, WeightsWriter::Create(staging / "weights.bin"));
   WeightCache cache;
   cache.weight_dtype = options.weight_dtype == "bf16"   ? qeff::v1::BF16
@@ -63,8 +134,9 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     QEFF_ASSIGN_OR_RETURN(IrGraph g, Specialize(model, {{"batch_size", s.batch_size},
                                                         {"seq_len", s.seq_len},
                                                         {"ctx_len", s.ctx_len},
-                                                        {"full_batch_size", s.batch_size}}));
+                                                        {"full_batch_size", kind.continuous_batching ? s.full_batch_size : s.batch_size}}));
     FuseLinear(g, cache);
+    FuseAttention(g);
     FuseTransposedB(g);
     ElideFullGather(g);
     RetainState(g);
@@ -76,6 +148,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     sp.set_batch_size(s.batch_size);
     sp.set_seq_len(s.seq_len);
     sp.set_ctx_len(s.ctx_len);
+    sp.set_full_batch_size(s.full_batch_size);
     // Retained state is shared by all specializations: shapes must agree.
     if (si == 0) {
       for (const auto& st : g.states) {
@@ -140,9 +213,13 @@ absl::Status ValidateOptions(const CompileOptions& o) {
   if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8") {
     return absl::InvalidArgumentError("weight_dtype must be fp32, bf16 or int8");
   }
-  if (o.full_batch_size < 0) return absl::InvalidArgumentError("full_batch_size must be >= 0");
-  if (o.full_batch_size > 0 && o.target == "cpu") {
-    return absl::UnimplementedError("continuous batching (full_batch_size) is not implemented for the cpu target yet");
+  if (o.full_batch_size < 0 || o.full_batch_size > 256) {
+    return absl::InvalidArgumentError("full_batch_size must be in [0, 256] (0 = no continuous batching)");
+  }
+  if (o.full_batch_size > 0 && o.batch_size != 1) {
+    return absl::InvalidArgumentError(
+        "batch_size does not apply with full_batch_size (continuous batching prefills one sequence at a time and "
+        "decodes full_batch_size); leave --batch-size at 1");
   }
   return absl::OkStatus();
 }
@@ -153,7 +230,10 @@ absl::StatusOr<CompileSummary> CompileModel(const fs::path& export_dir, const Co
   if (options.target != "cpu") return CompileForSdk(export_dir, options, staging, progress);
   progress("load", "reading model.onnx", 0, 0);
   QEFF_ASSIGN_OR_RETURN(std::unique_ptr<OnnxModel> model, OnnxModel::Load(export_dir, "model.onnx"));
-  return CompileCpu(*model, options, staging, progress);
+  QEFF_ASSIGN_OR_RETURN(CompileSummary summary, CompileCpu(*model, options, staging, progress));
+  QEFF_RETURN_IF_ERROR(util::WriteFileSynced(
+      staging / "qconfig.json", QConfigJson(export_dir, options, summary.specializations, {}).dump(2)));
+  return summary;
 }
 
 }  // namespace qeff::compiler

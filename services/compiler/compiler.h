@@ -19,7 +19,7 @@
 namespace qeff::compiler {
 
 // Bumped whenever the bytes a compile produces change for the same inputs.
-inline constexpr int kCompilerFormatVersion = 1;
+inline constexpr int kCompilerFormatVersion = 2;
 
 struct CompileOptions {
   std::string target = "cpu";
@@ -28,7 +28,7 @@ struct CompileOptions {
   int ctx_len = 128;
   int num_cores = 0;                // cpu: runtime threads (0 = all cores)
   std::string weight_dtype = "fp32";  // fp32 | bf16 | int8 (Linear weights; int8 = per-row scales)
-  int full_batch_size = 0;          // continuous batching slots (0 = off)
+  int full_batch_size = 0;          // continuous batching slots (0 = off); needs a CB export
 };
 
 absl::Status ValidateOptions(const CompileOptions& options);
@@ -36,15 +36,39 @@ absl::Status ValidateOptions(const CompileOptions& options);
 class OnnxModel;
 // Graph input X paired with output X_RetainedState (a causal LM's KV cache).
 bool HasRetainedState(const OnnxModel& model);
+// The export was made for continuous batching (it takes `batch_index`).
+bool HasBatchIndex(const OnnxModel& model);
+
+// What the graph is, as far as specializations go.
+struct ModelKind {
+  bool causal = false;               // retained KV state
+  bool continuous_batching = false;  // batch_index input
+};
+ModelKind KindOf(const OnnxModel& model);
+
+// INVALID_ARGUMENT when the options do not fit the export (full_batch_size without a
+// continuous-batching export or the other way round).
+absl::Status ValidateForModel(const CompileOptions& options, const ModelKind& kind);
 
 struct SpecializationSummary {
   std::string name;
   int batch_size = 0, seq_len = 0, ctx_len = 0;  // ctx_len 0 for encoders
+  int full_batch_size = 0;                       // continuous batching only
 };
 
 // Causal LMs: Prefill (seq_len = prefill_seq_len) and Decode (seq_len = 1) at ctx_len;
-// encoders: one Embedding specialization at seq_len = prefill_seq_len.
-std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& options, bool causal);
+// encoders: one Embedding specialization at seq_len = prefill_seq_len. Continuous batching
+// (QEfficient's CB specializations): Prefill at batch_size 1 and Decode at batch_size =
+// full_batch_size, both with full_batch_size; with `decode_batch_ladder` (the cpu target) also
+// Decode_bs<b> for b = 1, 2, 4, ... below full_batch_size, so a step costs what its active
+// sequences need rather than all slots.
+std::vector<SpecializationSummary> PlanSpecializations(const CompileOptions& options, const ModelKind& kind,
+                                                       bool decode_batch_ladder);
+
+// QEfficient's qconfig.json (create_and_dump_qconfigs): the HF config, the transforms the
+// export applied, the ONNX path, and the compiler configuration with its specializations.
+nlohmann::json QConfigJson(const std::filesystem::path& export_dir, const CompileOptions& options,
+                           const std::vector<SpecializationSummary>& specs, const std::vector<std::string>& command);
 
 struct CompileSummary {
   std::vector<SpecializationSummary> specializations;

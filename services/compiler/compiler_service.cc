@@ -73,7 +73,8 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
           specs.push_back({{"name", sp.name},
                            {"batch_size", sp.batch_size},
                            {"seq_len", sp.seq_len},
-                           {"ctx_len", sp.ctx_len}});
+                           {"ctx_len", sp.ctx_len},
+                           {"full_batch_size", sp.full_batch_size}});
         }
         return nlohmann::json{{"producer", "qeff-compiler"},
                               {"format_version", kCompilerFormatVersion},
@@ -100,6 +101,7 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
     out->set_batch_size(sp.value("batch_size", 0));
     out->set_seq_len(sp.value("seq_len", 0));
     out->set_ctx_len(sp.value("ctx_len", 0));
+    out->set_full_batch_size(sp.value("full_batch_size", 0));
   }
   for (const auto& c : published->manifest.value("command", nlohmann::json::array())) {
     if (c.is_string()) r->add_command(c.get<std::string>());

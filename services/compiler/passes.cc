@@ -85,6 +85,18 @@ PackedWeight PackWeight(const ConstTensor& w, WeightCache& cache) {
   return packed;
 }
 
+// A constant holding 0, 1, ..., C-1: a read of every cache slot in order.
+bool IsSlotRange(const IrValue& idx, int64_t C) {
+  if (!idx.constant || device::NumElements(idx.shape) != C) return false;
+  if (idx.dtype != qeff::v1::I64 && idx.dtype != qeff::v1::I32) return false;
+  for (int64_t i = 0; i < C; ++i) {
+    const int64_t v = idx.dtype == qeff::v1::I32 ? reinterpret_cast<const int32_t*>(idx.constant->data)[i]
+                                                 : reinterpret_cast<const int64_t*>(idx.constant->data)[i];
+    if (v != i) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool IsView(const IrGraph& g, const IrNode& n) {
@@ -141,6 +153,224 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
   }
 }
 
+namespace {
+
+// Matches one attention block of the exporter's CachedAttention (services/exporter/blocks.cc):
+//   k_all = CtxGather(k_cache, 0..C-1) | CtxGatherCB(k_cache, batch_index, 0..C-1)   (v alike)
+//   s = MatMul(q_rows, Transpose(k_all, 0,1,3,2))      q_rows = q, or q viewed [B,Hkv,G·S,D]
+//   s = views / Div c / Mul c / Tanh ...                [B,Hq,S,C] at the end
+//   p = Softmax(Where(mask, fill, s), axis 3)
+//   o = views of MatMul(views of p, v_all)               [B,Hq,S,D] at the end
+class AttentionMatcher {
+ public:
+  explicit AttentionMatcher(IrGraph& g) : g_(g), consumers_(Consumers(g)) {}
+
+  // Replaces the block ending in Softmax node `si`; false (graph untouched) if it is not one.
+  bool Fuse(int si) {
+    chain_.clear();
+    steps_.clear();
+    const IrNode& sm = g_.nodes[si];
+    const int masked = sm.in[0];
+    const device::Shape ws = g_.values[masked].shape;  // [B,Hq,S,C]
+    if (ws.size() != 4 || device::AttrInt(sm.op, "axis", -1) != 3 || g_.values[masked].dtype != qeff::v1::F32) {
+      return false;
+    }
+    const int64_t B = ws[0], Hq = ws[1], S = ws[2], C = ws[3];
+    const int wi = Producer(masked);
+    if (wi < 0 || g_.nodes[wi].op.type() != "Where" || !OnlyUse(masked, si)) return false;
+    const IrNode& where = g_.nodes[wi];
+    const int mask = where.in[0];
+    float fill;
+    // Skipping masked keys equals the graph's softmax only when exp(fill - max) is exactly 0.
+    if (!ScalarF32(where.in[1], &fill) || !(fill <= -1e9f)) return false;
+    const device::Shape& ms = g_.values[mask].shape;
+    if (g_.values[mask].dtype != qeff::v1::BOOL || ms.size() != 4 || (ms[0] != 1 && ms[0] != B) || ms[1] != 1 ||
+        (ms[2] != 1 && ms[2] != S) || ms[3] != C || g_.values[where.in[2]].shape != ws) {
+      return false;
+    }
+    chain_ = {wi, si};
+
+    // Scores, backwards from the Where to the q·kᵀ MatMul.
+    int x = where.in[2], user = wi, mm = -1;
+    while (mm < 0) {
+      const int p = Producer(x);
+      if (p < 0 || !OnlyUse(x, user) || g_.values[x].dtype != qeff::v1::F32) return false;
+      const IrNode& n = g_.nodes[p];
+      const std::string& t = n.op.type();
+      float c;
+      int next;
+      if (t == "MatMul") {
+        mm = p;
+        next = x;
+      } else if (IsView(g_, n)) {
+        next = n.in[0];
+      } else if (t == "Div" && ScalarF32(n.in[1], &c)) {
+        steps_.push_back({device::ScoreOp::kDiv, c});
+        next = n.in[0];
+      } else if (t == "Mul" && ScalarF32(n.in[1], &c)) {
+        steps_.push_back({device::ScoreOp::kMul, c});
+        next = n.in[0];
+      } else if (t == "Mul" && ScalarF32(n.in[0], &c)) {
+        steps_.push_back({device::ScoreOp::kMul, c});
+        next = n.in[1];
+      } else if (t == "Tanh") {
+        steps_.push_back({device::ScoreOp::kTanh, 0.0f});
+        next = n.in[0];
+      } else {
+        return false;
+      }
+      // Elementwise steps must not broadcast the scores to a new shape.
+      if (!IsView(g_, n) && t != "MatMul" && g_.values[next].shape != g_.values[x].shape) return false;
+      chain_.push_back(p);
+      user = p;
+      x = next;
+    }
+    std::reverse(steps_.begin(), steps_.end());
+    const IrNode& qk = g_.nodes[mm];
+    int k_all = qk.in[1];
+    if (device::AttrInt(qk.op, "trans_b", 0) == 0) {
+      const int tp = Producer(k_all);
+      if (tp < 0 || g_.nodes[tp].op.type() != "Transpose" ||
+          device::AttrInts(g_.nodes[tp].op, "perm") != std::vector<int64_t>{0, 1, 3, 2}) {
+        return false;
+      }
+      k_all = g_.nodes[tp].in[0];
+    }
+    CacheRead kr, vr;
+    if (!FullCacheRead(k_all, &kr)) return false;
+    const device::Shape& kall = g_.values[k_all].shape;  // [B,Hkv,C,D]
+    if (kall[0] != B || kall[2] != C || kall[1] <= 0 || Hq % kall[1] != 0) return false;
+    const int64_t Hkv = kall[1], D = kall[3], G = Hq / Hkv;
+    const device::Shape folded_q = {B, Hkv, G * S, D}, q_shape = {B, Hq, S, D};
+    if (g_.values[qk.in[0]].shape != folded_q || g_.values[qk.out[0]].shape != device::Shape{B, Hkv, G * S, C}) {
+      return false;
+    }
+    // q itself: the folded rows are a row-major view of [B,Hq,S,D].
+    int q = qk.in[0];
+    while (g_.values[q].shape != q_shape) {
+      const int p = Producer(q);
+      if (p < 0 || !IsView(g_, g_.nodes[p])) return false;
+      q = g_.nodes[p].in[0];
+    }
+    if (g_.values[q].dtype != qeff::v1::F32) return false;
+
+    // Probabilities, forwards through views to probs·v and on to [B,Hq,S,D].
+    int y = sm.out[0], pv = -1;
+    while (pv < 0) {
+      if (consumers_[y].size() != 1 || IsGraphOutput(g_, y)) return false;
+      const int c = consumers_[y][0];
+      const IrNode& n = g_.nodes[c];
+      if (n.op.type() == "MatMul" && n.in[0] == y && n.in[1] != y && device::AttrInt(n.op, "trans_b", 0) == 0) {
+        pv = c;
+      } else if (IsView(g_, n)) {
+        y = n.out[0];
+      } else {
+        return false;
+      }
+      chain_.push_back(c);
+    }
+    const IrNode& pvn = g_.nodes[pv];
+    if (!FullCacheRead(pvn.in[1], &vr) || vr.batch_index != kr.batch_index ||
+        g_.values[vr.cache].shape != g_.values[kr.cache].shape || g_.values[pvn.in[1]].shape != kall ||
+        g_.values[pvn.in[0]].shape != device::Shape{B, Hkv, G * S, C}) {
+      return false;
+    }
+    int out = pvn.out[0];
+    while (g_.values[out].shape != q_shape) {
+      if (consumers_[out].size() != 1 || IsGraphOutput(g_, out)) return false;
+      const int c = consumers_[out][0];
+      if (!IsView(g_, g_.nodes[c])) return false;
+      chain_.push_back(c);
+      out = g_.nodes[c].out[0];
+    }
+
+    // The fused op takes the slot of the block's last node, after every input is computed.
+    int last = -1;
+    for (int n : chain_) {
+      last = std::max(last, n);
+      g_.nodes[n].dead = true;
+    }
+    IrNode fused;
+    fused.op.set_type("CachedAttention");
+    device::SetAttrInt(fused.op, "groups", G);
+    std::vector<int64_t> codes, args;
+    for (const auto& st : steps_) {
+      codes.push_back(static_cast<int64_t>(st.op));
+      args.push_back(device::ScoreArgBits(st.c));
+    }
+    device::SetAttrInts(fused.op, "score_ops", codes);
+    device::SetAttrInts(fused.op, "score_args", args);
+    device::SetAttrFloat(fused.op, "mask_value", fill);
+    fused.in = {q, kr.cache, vr.cache, mask, kr.batch_index};
+    fused.out = {out};
+    g_.nodes[last] = fused;
+    g_.values[out].producer = last;
+    g_.values[out].alias_of = -1;  // was a view of the MatMul's result
+    consumers_ = Consumers(g_);
+    return true;
+  }
+
+ private:
+  struct Step {
+    device::ScoreOp op;
+    float c;
+  };
+  struct CacheRead {
+    int cache = -1;
+    int batch_index = -1;
+  };
+
+  int Producer(int v) const {
+    const int p = g_.values[v].producer;
+    return p >= 0 && !g_.nodes[p].dead ? p : -1;
+  }
+  // `node` is the only reader of v, and the host does not read it either.
+  bool OnlyUse(int v, int node) const {
+    return consumers_[v].size() == 1 && consumers_[v][0] == node && !IsGraphOutput(g_, v);
+  }
+  bool ScalarF32(int v, float* out) const {
+    const IrValue& c = g_.values[v];
+    if (!c.constant || c.dtype != qeff::v1::F32 || device::NumElements(c.shape) != 1 || c.shape.size() > 4) {
+      return false;
+    }
+    std::memcpy(out, c.constant->data, sizeof(float));
+    return true;
+  }
+  // v = every slot of a float cache [Bc,H,C,D] in order, rows b (CtxGather) or batch_index[b].
+  bool FullCacheRead(int v, CacheRead* r) const {
+    const int p = Producer(v);
+    if (p < 0) return false;
+    const IrNode& n = g_.nodes[p];
+    const bool cb = n.op.type() == "CtxGatherCB";
+    if (n.op.type() != "CtxGather" && !cb) return false;
+    if (n.in.size() != (cb ? 3u : 2u)) return false;
+    const IrValue& cache = g_.values[n.in[0]];
+    const IrValue& out = g_.values[v];
+    if (cache.dtype != qeff::v1::F32 || cache.shape.size() != 4 || out.shape.size() != 4 ||
+        !IsSlotRange(g_.values[n.in[cb ? 2 : 1]], cache.shape[2]) || out.shape[1] != cache.shape[1] ||
+        out.shape[2] != cache.shape[2] || out.shape[3] != cache.shape[3] || (!cb && out.shape[0] != cache.shape[0])) {
+      return false;
+    }
+    r->cache = n.in[0];
+    r->batch_index = cb ? n.in[1] : -1;
+    return true;
+  }
+
+  IrGraph& g_;
+  std::vector<std::vector<int>> consumers_;
+  std::vector<int> chain_;
+  std::vector<Step> steps_;
+};
+
+}  // namespace
+
+void FuseAttention(IrGraph& g) {
+  AttentionMatcher m(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!g.nodes[i].dead && g.nodes[i].op.type() == "Softmax") m.Fuse(static_cast<int>(i));
+  }
+}
+
 void FuseTransposedB(IrGraph& g) {
   auto consumers = Consumers(g);
   for (auto& n : g.nodes) {
@@ -161,20 +391,11 @@ void FuseTransposedB(IrGraph& g) {
 }
 
 void ElideFullGather(IrGraph& g) {
+  // Only CtxGather: CtxGatherCB picks cache rows by batch_index, known at run time only.
   for (auto& n : g.nodes) {
     if (n.dead || n.op.type() != "CtxGather") continue;
     const IrValue& data = g.values[n.in[0]];
-    const IrValue& idx = g.values[n.in[1]];
-    if (!idx.constant || data.shape.size() != 4) continue;
-    const int64_t C = data.shape[2];
-    if (device::NumElements(idx.shape) != C) continue;
-    bool identity = true;
-    for (int64_t i = 0; i < C && identity; ++i) {
-      const int64_t v = idx.dtype == qeff::v1::I32 ? reinterpret_cast<const int32_t*>(idx.constant->data)[i]
-                                                   : reinterpret_cast<const int64_t*>(idx.constant->data)[i];
-      identity = v == i;
-    }
-    if (!identity) continue;
+    if (data.shape.size() != 4 || !IsSlotRange(g.values[n.in[1]], data.shape[2])) continue;
     n.op.Clear();
     n.op.set_type("Reshape");
     n.in = {n.in[0]};
@@ -193,7 +414,8 @@ void RetainState(IrGraph& g) {
     const int r = g.Root(out);
     const int p = g.values[r].producer;
     bool in_place = false;
-    if (p >= 0 && g.nodes[p].op.type() == "CtxScatter" && g.Root(g.nodes[p].in[0]) == st.value &&
+    const std::string& pt = p >= 0 ? g.nodes[p].op.type() : std::string();
+    if ((pt == "CtxScatter" || pt == "CtxScatterCB") && g.Root(g.nodes[p].in[0]) == st.value &&
         g.values[r].alias_of < 0) {
       // Safe when every other reader of the old state runs before the scatter.
       in_place = true;

@@ -1,9 +1,15 @@
 // IR passes run on every specialization, in this order:
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed [N,K] weights
 //                      (fp32, bf16, or int8 with a float scale per output row)
+//   FuseAttention      attention over the whole retained KV cache (CtxGather[CB] -> q·kᵀ ->
+//                      [Reshape] -> Div/Mul by scalars, soft-cap Tanh -> Where(mask, fill) ->
+//                      Softmax -> ·v [-> Reshape]) -> one CachedAttention op that reads the
+//                      cache in place, only between each row's first and last unmasked key
 //   FuseTransposedB    MatMul(a, Transpose(b, swap last two)) -> MatMul(a, b, trans_b)
 //   ElideFullGather    CtxGather over every cache slot in order -> a view of the cache
-//   RetainState        new KV written in place into the retained-state buffer when safe,
+//                      (not CtxGatherCB: its rows come from batch_index at run time)
+//   RetainState        new KV (CtxScatter / CtxScatterCB) written in place into the
+//                      retained-state buffer when safe,
 //                      otherwise copied there at the end of the call
 //   EliminateDeadCode  drops nodes whose results nobody reads
 //   PlanMemory         static arena offsets from value lifetimes (views share storage)
@@ -28,6 +34,7 @@ struct WeightCache {
 };
 
 void FuseLinear(IrGraph& g, WeightCache& cache);
+void FuseAttention(IrGraph& g);
 void FuseTransposedB(IrGraph& g);
 void ElideFullGather(IrGraph& g);
 void RetainState(IrGraph& g);

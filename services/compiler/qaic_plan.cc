@@ -48,6 +48,7 @@ nlohmann::json SpecializationsJson(const std::vector<SpecializationSummary>& spe
   for (const auto& s : specs) {
     nlohmann::json symbols = {{"batch_size", std::to_string(s.batch_size)}, {"seq_len", std::to_string(s.seq_len)}};
     if (s.ctx_len > 0) symbols["ctx_len"] = std::to_string(s.ctx_len);
+    if (s.full_batch_size > 0) symbols["full_batch_size"] = std::to_string(s.full_batch_size);
     list.push_back({{"name", s.name}, {"symbols", symbols}});
   }
   return {{"specializations", list}};
@@ -68,7 +69,9 @@ absl::StatusOr<CompileSummary> CompileForSdk(const fs::path& export_dir, const C
                                              const fs::path& staging, const ProgressFn& progress) {
   CompileSummary summary;
   QEFF_ASSIGN_OR_RETURN(std::unique_ptr<OnnxModel> model, OnnxModel::Load(export_dir, "model.onnx"));
-  summary.specializations = PlanSpecializations(options, HasRetainedState(*model));
+  const ModelKind kind = KindOf(*model);
+  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind));
+  summary.specializations = PlanSpecializations(options, kind, /*decode_batch_ladder=*/false);
   std::string yaml;
   for (const auto& in : model->inputs()) {
     bool retained = false;
@@ -80,9 +83,11 @@ absl::StatusOr<CompileSummary> CompileForSdk(const fs::path& export_dir, const C
   }
   QEFF_RETURN_IF_ERROR(util::WriteFileSynced(staging / "specializations.json",
                                              SpecializationsJson(summary.specializations).dump(2)));
-  const bool causal = HasRetainedState(*model);
+  const bool causal = kind.causal;
   if (causal) QEFF_RETURN_IF_ERROR(util::WriteFileSynced(staging / "custom_io.yaml", yaml));
   summary.command = QaicCompileCommand(export_dir / "model.onnx", options, causal);
+  QEFF_RETURN_IF_ERROR(util::WriteFileSynced(
+      staging / "qconfig.json", QConfigJson(export_dir, options, summary.specializations, summary.command).dump(2)));
   if (options.target == "qnn") {
     return absl::FailedPreconditionError(
         "the qnn target needs the QAIRT SDK (qairt-converter, qnn-context-binary-generator), which is not installed");

@@ -117,6 +117,33 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
       all_inputs(2);
       const Shape& d = ins[0]->shape;
       one(ins[0]->dtype, {d[0], d[1], device::NumElements(ins[1]->shape), d[3]});
+    } else if (type == "CtxScatterCB") {
+      // data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D] -> data's shape.
+      QEFF_RETURN_IF_ERROR(need(4));
+      const Shape& d = ins[0]->shape;
+      const Shape& bi = ins[1]->shape;
+      const Shape& p = ins[2]->shape;
+      const Shape& u = ins[3]->shape;
+      if (d.size() != 4 || u.size() != 4 || p.size() != 2 || bi.empty() || device::NumElements(bi) != bi[0]) {
+        return Err(n, "expects data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D]");
+      }
+      if (u[0] != bi[0] || u[1] != d[1] || u[3] != d[3] || (p[0] != 1 && p[0] != u[0]) || p[1] != u[2]) {
+        return Err(n, absl::StrCat("updates ", device::ShapeString(u), " do not fit data ", device::ShapeString(d),
+                                   ", batch_index ", device::ShapeString(bi), ", position_ids ",
+                                   device::ShapeString(p)));
+      }
+      if (ins[3]->dtype != ins[0]->dtype) return Err(n, "updates and data types differ");
+      all_inputs(4);
+      one(ins[0]->dtype, d);
+    } else if (type == "CtxGatherCB") {
+      // data [FBS,H,C,D], batch_index [B,1], ctx_indices (L indices) -> [B,H,L,D].
+      QEFF_RETURN_IF_ERROR(need(3));
+      const Shape& d = ins[0]->shape;
+      const Shape& bi = ins[1]->shape;
+      if (d.size() != 4) return Err(n, "data must be [FBS,H,C,D]");
+      if (bi.empty() || device::NumElements(bi) != bi[0]) return Err(n, "batch_index must be [B,1]");
+      all_inputs(3);
+      one(ins[0]->dtype, {bi[0], d[1], device::NumElements(ins[2]->shape), d[3]});
     } else if (type == "CustomRMSNorm" || type == "RMSNorm") {
       QEFF_RETURN_IF_ERROR(need(2));
       all_inputs(2);

@@ -8,11 +8,12 @@ int main(int argc, char** argv) {
   return qeff::rpc::ServerMain(argc, argv, "qeffd", [](const auto& args, auto& owned) {
     auto exporter = std::make_shared<qeff::exporter::ExporterService>(args.store);
     auto compiler = std::make_shared<qeff::compiler::CompilerService>(args.store);
-    auto registry = std::make_shared<qeff::runner::ModelRegistry>(args.store, args.threads);
+    auto registry = std::make_shared<qeff::runner::ModelRegistry>(
+        args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots});
     auto runner = std::make_shared<qeff::runner::RunnerService>(registry.get());
     owned.insert(owned.end(), {exporter, compiler, registry, runner});
     return std::vector<qeff::rpc::ServiceEntry>{{exporter.get(), "qeff.v1.Exporter"},
                                                 {compiler.get(), "qeff.v1.Compiler"},
                                                 {runner.get(), "qeff.v1.Runner"}};
-  });
+  }, /*runner=*/true);
 }

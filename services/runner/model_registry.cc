@@ -8,6 +8,17 @@
 namespace qeff::runner {
 namespace fs = std::filesystem;
 
+ModelRegistry::ModelRegistry(artifacts::Store* store, RegistryOptions options) : store_(store), options_(options) {
+  device::ThreadPool::ConfigureProcess(options_.num_threads);
+}
+
+ModelRegistry::~ModelRegistry() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [id, m] : models_) {
+    if (m->scheduler) m->scheduler->Shutdown(absl::UnavailableError("the server is shutting down"));
+  }
+}
+
 absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::string& qpc_key,
                                                                  std::string model_id) {
   if (model_id.empty()) model_id = qpc_key;
@@ -33,21 +44,43 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   model->model_id = model_id;
   model->qpc_key = qpc_key;
   model->architecture = manifest.value("architecture", "");
-  QEFF_ASSIGN_OR_RETURN(model->session, device::Session::Load(dir, num_threads_));
+  std::shared_ptr<const device::Program> program = programs_[qpc_key].lock();
+  if (!program) {
+    QEFF_ASSIGN_OR_RETURN(program, device::Program::Load(dir));
+    programs_[qpc_key] = program;
+  }
+  QEFF_ASSIGN_OR_RETURN(model->session, device::Session::Create(program, 0));
   std::error_code ec;
   if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec)) {
     QEFF_ASSIGN_OR_RETURN(model->tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
   }
-  spdlog::info("loaded {} (qpc {}, {})", model_id, qpc_key, model->architecture);
+  if (model->session->vocab_size() > 0) {
+    SchedulerOptions so;
+    so.max_queued_requests = options_.max_queued_requests;
+    so.max_active_slots = options_.max_active_slots;
+    so.model_id = model_id;
+    QEFF_ASSIGN_OR_RETURN(model->scheduler, Scheduler::Create(model->session.get(), so));
+  }
+  spdlog::info("loaded {} (qpc {}, {}, {} KV slot(s))", model_id, qpc_key, model->architecture,
+               model->scheduler ? model->scheduler->load().slots : 0);
   std::lock_guard<std::mutex> l(mu_);
   models_[model_id] = model;
   return model;
 }
 
 absl::Status ModelRegistry::Unload(const std::string& model_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (models_.erase(model_id) == 0) {
-    return absl::NotFoundError(absl::StrCat("model '", model_id, "' is not loaded"));
+  std::shared_ptr<LoadedModel> model;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = models_.find(model_id);
+    if (it == models_.end()) return absl::NotFoundError(absl::StrCat("model '", model_id, "' is not loaded"));
+    model = std::move(it->second);
+    models_.erase(it);
+  }
+  // Requests still streaming hold the model; end them now so they release it.
+  if (model->scheduler) {
+    model->scheduler->Shutdown(absl::UnavailableError(
+        absl::StrCat("model '", model_id, "' was unloaded while the request ran; load it again and retry")));
   }
   return absl::OkStatus();
 }

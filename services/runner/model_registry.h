@@ -1,4 +1,6 @@
-// The runner's loaded models: a device session per qpc plus its tokenizer, by model id.
+// The runner's loaded models by id: a device session per model (sharing the immutable program
+// and weights of its qpc with every other id that loaded the same qpc), its tokenizer, and for
+// causal LMs the scheduler that serves its generation requests.
 #pragma once
 
 #include <map>
@@ -11,6 +13,7 @@
 #include "common/artifacts/store.h"
 #include "common/tokenizer/tokenizer.h"
 #include "device/session.h"
+#include "services/runner/scheduler.h"
 
 namespace qeff::runner {
 
@@ -20,17 +23,27 @@ struct LoadedModel {
   std::string architecture;
   std::unique_ptr<device::Session> session;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the qpc carries no tokenizer
-  // One request at a time per session: the retained KV state belongs to the running request.
+  // Causal LMs: owns the session's retained state; stopped before the session goes away.
+  std::unique_ptr<Scheduler> scheduler;
+  // Encoders: one Embed call at a time.
   std::mutex run_mu;
+};
+
+struct RegistryOptions {
+  int num_threads = 0;  // the process's device threads (0 = all cores)
+  int max_queued_requests = 64;
+  int max_active_slots = 0;  // 0 = every KV slot of a qpc
 };
 
 class ModelRegistry {
  public:
-  ModelRegistry(artifacts::Store* store, int num_threads) : store_(store), num_threads_(num_threads) {}
+  ModelRegistry(artifacts::Store* store, RegistryOptions options);
+  ~ModelRegistry();
 
-  // Loads qpc `qpc_key` as `model_id` (default: the key). Loading the same qpc again returns the
-  // loaded model; a different qpc under a taken id is ALREADY_EXISTS.
+  // Loads qpc `qpc_key` as `model_id` (default: the key). Loading the same qpc again under the
+  // same id returns the loaded model; a different qpc under a taken id is ALREADY_EXISTS.
   absl::StatusOr<std::shared_ptr<LoadedModel>> Load(const std::string& qpc_key, std::string model_id);
+  // Ends the model's queued and running requests (UNAVAILABLE) and drops it.
   absl::Status Unload(const std::string& model_id);
   // NOT_FOUND tells the caller to Load first.
   absl::StatusOr<std::shared_ptr<LoadedModel>> Get(const std::string& model_id) const;
@@ -38,10 +51,12 @@ class ModelRegistry {
 
  private:
   artifacts::Store* store_;
-  int num_threads_;
+  RegistryOptions options_;
   mutable std::mutex mu_;
   std::mutex load_mu_;  // serializes loads so one qpc is never loaded twice at once
   std::map<std::string, std::shared_ptr<LoadedModel>> models_;
+  // Programs (weights) by qpc key, shared by every id that loaded the qpc.
+  std::map<std::string, std::weak_ptr<const device::Program>> programs_;
 };
 
 }  // namespace qeff::runner

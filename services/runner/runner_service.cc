@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/server.h"
 #include "services/runner/embedder.h"
-#include "services/runner/generator.h"
 
 namespace qeff::runner {
 namespace {
@@ -24,6 +23,23 @@ void Describe(const LoadedModel& m, qeff::v1::ModelInfo* info) {
   }
   info->set_prefill_seq_len(prefill);
   info->set_vocab_size(m.session->vocab_size());
+  info->set_full_batch_size(m.session->full_batch_size());
+  if (m.scheduler) {
+    const Scheduler::Load load = m.scheduler->load();
+    info->set_slots(load.slots);
+    info->set_active_requests(load.active);
+    info->set_queued_requests(load.queued);
+    info->set_max_queued_requests(load.max_queued);
+  }
+}
+
+// The call's deadline on the scheduler's clock (none when the client set none).
+Clock::time_point SteadyDeadline(const grpc::ServerContext& context) {
+  const auto deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return Clock::time_point::max();
+  const auto left = deadline - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
 grpc::Status NeedTokenizer(const LoadedModel& m) {
@@ -58,7 +74,7 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   auto model = registry_->Get(req->model_id());
   if (!model.ok()) return rpc::ToGrpc(model.status());
   LoadedModel& m = **model;
-  if (IsEncoder(*m.session)) {
+  if (!m.scheduler) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("model '", m.model_id, "' is an encoder; use Embed (qeffctl embed)"));
   }
@@ -87,6 +103,7 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 0");
   }
   gen.max_new_tokens = req->max_new_tokens();
+  const std::vector<int32_t> prompt_ids = gen.prompt;
   gen.stop_at_eos = req->stop_at_eos();
   if (m.tokenizer) gen.eos_token_id = m.tokenizer->eos_token_id();
   const auto& s = req->sampling();
@@ -99,35 +116,56 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   gen.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
   gen.sampling.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
   gen.sampling.seed = s.seed();
+  gen.deadline = SteadyDeadline(*context);
 
+  auto handle = m.scheduler->Submit(std::move(gen));
+  if (!handle.ok()) return rpc::ToGrpc(handle.status());
+  RequestHandle& h = **handle;
   std::unique_ptr<tokenizer::StreamDecoder> stream;
   if (m.tokenizer) stream = std::make_unique<tokenizer::StreamDecoder>(*m.tokenizer, /*skip_special_tokens=*/false);
-
-  std::lock_guard<std::mutex> run_lock(m.run_mu);
-  auto result = runner::Generate(*m.session, gen, [&](int32_t token) {
-    qeff::v1::GenerateEvent ev;
-    ev.add_token_ids(token);
-    if (stream) ev.set_text(stream->Push(token));
-    return writer->Write(ev) && !context->IsCancelled();
-  });
-  if (!result.ok()) return rpc::ToGrpc(result.status());
-  if (result->finish_reason == "cancelled") {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the generation");
+  // Only this thread waits on the client: the scheduler hands tokens over through the request's
+  // buffer and never blocks on a slow or vanished reader.
+  std::vector<int32_t> tokens;
+  while (true) {
+    const bool done = h.Wait(&tokens, std::chrono::milliseconds(20));
+    if (context->IsCancelled()) {
+      const bool expired = context->deadline() <= std::chrono::system_clock::now();
+      h.Cancel(expired ? absl::DeadlineExceededError("the call's deadline passed")
+                       : absl::CancelledError("the client cancelled the generation"));
+      return expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed")
+                     : grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the generation");
+    }
+    if (!tokens.empty()) {
+      qeff::v1::GenerateEvent ev;
+      for (int32_t t : tokens) {
+        ev.add_token_ids(t);
+        if (stream) ev.mutable_text()->append(stream->Push(t));
+      }
+      tokens.clear();
+      if (!writer->Write(ev)) {
+        h.Cancel(absl::CancelledError("the client went away"));
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+    }
+    if (done) break;
   }
+  if (!h.status().ok()) return rpc::ToGrpc(h.status());
+  const GenerationResult& result = h.result();
   qeff::v1::GenerateEvent last;
   if (stream) last.set_text(stream->Flush());
   last.set_done(true);
-  last.set_finish_reason(result->finish_reason);
-  for (int32_t id : gen.prompt) last.add_prompt_token_ids(id);
+  last.set_finish_reason(result.finish_reason);
+  for (int32_t id : prompt_ids) last.add_prompt_token_ids(id);
   auto* st = last.mutable_stats();
-  st->set_prefill_ms(result->stats.prefill_ms);
-  st->set_ttft_ms(result->stats.ttft_ms);
-  st->set_decode_tokens_per_s(result->stats.decode_tokens_per_s);
-  st->set_total_tokens_per_s(result->stats.total_tokens_per_s);
-  st->set_e2e_ms(result->stats.e2e_ms);
-  st->set_prompt_tokens(result->stats.prompt_tokens);
-  st->set_generated_tokens(result->stats.generated_tokens);
-  st->set_prefill_chunks(result->stats.prefill_chunks);
+  st->set_prefill_ms(result.stats.prefill_ms);
+  st->set_ttft_ms(result.stats.ttft_ms);
+  st->set_decode_tokens_per_s(result.stats.decode_tokens_per_s);
+  st->set_total_tokens_per_s(result.stats.total_tokens_per_s);
+  st->set_e2e_ms(result.stats.e2e_ms);
+  st->set_prompt_tokens(result.stats.prompt_tokens);
+  st->set_generated_tokens(result.stats.generated_tokens);
+  st->set_prefill_chunks(result.stats.prefill_chunks);
+  st->set_queue_ms(result.stats.queue_ms);
   writer->Write(last);
   return grpc::Status::OK;
 }
@@ -169,6 +207,10 @@ grpc::Status RunnerService::Embed(grpc::ServerContext*, const qeff::v1::EmbedReq
   EmbedOptions options;
   options.pooling = req->pooling();
   options.normalize = req->normalize();
+  if (m.scheduler) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("model '", m.model_id, "' is a causal LM; use Generate (qeffctl generate)"));
+  }
   std::lock_guard<std::mutex> run_lock(m.run_mu);
   auto result = runner::Embed(*m.session, inputs, options);
   if (!result.ok()) return rpc::ToGrpc(result.status());

@@ -22,20 +22,25 @@ Workdir::Workdir(const std::string& tag) {
 Workdir::~Workdir() { fs::remove_all(path_); }
 
 std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, const fs::path& work, int prefill,
-                                                  int ctx, const std::string& weight_dtype) {
-  const fs::path exp = work / "export";
+                                                  int ctx, const std::string& weight_dtype, int full_batch_size) {
+  const bool cb = full_batch_size > 0;
+  const fs::path exp = work / (cb ? "export-cb" : "export");
   if (!fs::exists(exp / "model.onnx")) {
     fs::create_directories(exp);
     auto folder = hf::ModelFolder::Open(model_dir);
     EXPECT_TRUE(folder.ok()) << folder.status();
     if (!folder.ok()) return nullptr;
-    auto e = exporter::ExportModel(*folder, {}, exp, [](auto&&...) {});
+    exporter::ExportOptions eo;
+    eo.continuous_batching = cb;
+    auto e = exporter::ExportModel(*folder, eo, exp, [](auto&&...) {});
     EXPECT_TRUE(e.ok()) << e.status();
     if (!e.ok()) return nullptr;
   }
-  const fs::path qpc = work / ("qpc-" + std::to_string(prefill) + "-" + std::to_string(ctx) + "-" + weight_dtype);
+  const fs::path qpc = work / ("qpc-" + std::to_string(prefill) + "-" + std::to_string(ctx) + "-" + weight_dtype +
+                               "-fbs" + std::to_string(full_batch_size));
   fs::create_directories(qpc);
   compiler::CompileOptions opt;
+  opt.full_batch_size = full_batch_size;
   opt.prefill_seq_len = prefill;
   opt.ctx_len = ctx;
   opt.weight_dtype = weight_dtype;

@@ -26,11 +26,12 @@ class Workdir {
 };
 
 // Exports `model_dir` into <work>/export (once; later calls reuse it), compiles it for cpu with
-// the given shapes and weight dtype into its own qpc dir, and loads it with 2 threads. Returns
-// null after recording a gtest failure.
+// the given shapes and weight dtype into its own qpc dir, and loads it with 2 threads. With
+// full_batch_size > 0 the export is for continuous batching (<work>/export-cb) and the qpc has
+// that many KV slots. Returns null after recording a gtest failure.
 std::unique_ptr<device::Session> ExportAndCompile(const std::filesystem::path& model_dir,
                                                   const std::filesystem::path& work, int prefill, int ctx,
-                                                  const std::string& weight_dtype = "fp32");
+                                                  const std::string& weight_dtype = "fp32", int full_batch_size = 0);
 
 // One call of specialization `spec` with ids/positions right-padded to its seq_len (position
 // -1 on pads); returns the logits row (NaNs after recording a failure).

@@ -1,0 +1,364 @@
+// CachedAttention: softmax(score_ops(q·kᵀ) where unmasked) · v straight from the retained KV
+// cache (the compiler's FuseAttention pass emits it). Decode is bounded by reading the cache, so
+// each (batch row, query position) reads only the cache rows between its first and last
+// unmasked key, and the G query heads that share a kv head are served by one pass over those
+// rows. A row's result depends only on its own q, mask row and cache rows: no reduction order
+// changes with the batch size, ctx_len or the other rows in the call (continuous batching gives
+// the same tokens as running a request alone).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "device/cpu/kernels.h"
+#include "device/cpu/vector_math.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace qeff::device {
+namespace {
+
+using qeff::v1::Op;
+
+constexpr int kMaxScoreOps = 16;
+
+struct ScoreStep {
+  ScoreOp op;
+  float c;
+};
+
+// Everything a task needs, so ParallelFor's closure is one pointer (no std::function allocation).
+struct Job {
+  const float* q;
+  const float* k;
+  const float* v;
+  const uint8_t* mask;
+  const TensorRef* batch_index;  // null: cache row b serves batch row b
+  float* out;
+  int64_t Hq, S, D, Hkv, C, G;
+  int64_t mask_b_stride, mask_s_stride;
+  std::array<ScoreStep, kMaxScoreOps> steps;
+  int num_steps;
+};
+
+// Per-thread scratch, grown on demand and kept: no heap traffic in steady state.
+struct Scratch {
+  std::vector<int32_t> keys;
+  std::vector<float> scores;  // [G][stride]
+};
+
+int64_t RowOf(const Job& job, int64_t b) {
+  if (job.batch_index == nullptr) return b;
+  const TensorRef& t = *job.batch_index;
+  return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[b] : t.as<int64_t>()[b];
+}
+
+// ---- q·k for G query rows against the selected cache rows -------------------------------------
+
+void ScoresScalar(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n,
+                  int64_t D, float* sc, int64_t stride) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* kr = kbase + static_cast<int64_t>(keys[i]) * D;
+    for (int64_t g = 0; g < G; ++g) {
+      float acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += qg[g][d] * kr[d];
+      sc[g * stride + i] = acc;
+    }
+  }
+}
+
+// out[g] = sum_i p[g][i] * v[keys[i]]
+void AccumulateScalar(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys, int64_t n,
+                      int64_t D, float* const* out) {
+  for (int64_t g = 0; g < G; ++g) {
+    float* o = out[g];
+    std::fill(o, o + D, 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const float w = p[g * stride + i];
+      const float* vr = vbase + static_cast<int64_t>(keys[i]) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += w * vr[d];
+    }
+  }
+}
+
+#if defined(__x86_64__)
+#define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+// Horizontal sum in a fixed tree (the intrinsic _mm512_reduce_add_ps trips GCC 12's
+// -Wmaybe-uninitialized on its undefined pass-through operands).
+QEFF_AVX512 inline float HorizontalSum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xffff, v, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xffff, v, v, 0xB1));
+  v = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, 0xB1));
+  return _mm512_cvtss_f32(v);
+}
+
+QEFF_AVX512 inline __mmask16 TailMask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// GB query rows at once: each cache row chunk is loaded once for all of them. Every score is
+// the same chain (lane-wise FMAs over the D chunks in order, then one horizontal sum), whatever
+// GB is.
+template <int GB>
+QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const float* kbase, const int32_t* keys, int64_t n,
+                                   int64_t D, float* sc, int64_t stride) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* kr = kbase + static_cast<int64_t>(keys[i]) * D;
+    __m512 acc[GB];
+    for (int g = 0; g < GB; ++g) acc[g] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = TailMask(D - d);
+      const __m512 kv = _mm512_maskz_loadu_ps(m, kr + d);
+      for (int g = 0; g < GB; ++g) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg[g] + d), kv, acc[g]);
+    }
+    for (int g = 0; g < GB; ++g) sc[g * stride + i] = HorizontalSum(acc[g]);
+  }
+}
+
+QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n,
+                              int64_t D, float* sc, int64_t stride) {
+  int64_t g = 0;
+  for (; g + 4 <= G; g += 4) ScoresBlockAvx512<4>(qg + g, kbase, keys, n, D, sc + g * stride, stride);
+  switch (G - g) {
+    case 3: ScoresBlockAvx512<3>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
+    case 2: ScoresBlockAvx512<2>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
+    case 1: ScoresBlockAvx512<1>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
+    default: break;
+  }
+}
+
+// NC 16-float column chunks of one output row held in registers over all keys.
+template <int NC>
+QEFF_AVX512 void AccumulateColsAvx512(const float* p, const float* vbase, const int32_t* keys, int64_t n, int64_t D,
+                                      int64_t d0, float* out) {
+  __m512 acc[NC];
+  __mmask16 m[NC];
+  for (int c = 0; c < NC; ++c) {
+    acc[c] = _mm512_setzero_ps();
+    m[c] = TailMask(D - d0 - 16 * c);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const __m512 w = _mm512_set1_ps(p[i]);
+    const float* vr = vbase + static_cast<int64_t>(keys[i]) * D + d0;
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[c], vr + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < NC; ++c) _mm512_mask_storeu_ps(out + d0 + 16 * c, m[c], acc[c]);
+}
+
+QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys,
+                                  int64_t n, int64_t D, float* const* out) {
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t d0 = 0; d0 < D; d0 += 128) {
+      const int64_t chunks = std::min<int64_t>(8, (D - d0 + 15) / 16);
+      const float* pg = p + g * stride;
+      switch (chunks) {
+        case 8: AccumulateColsAvx512<8>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 7: AccumulateColsAvx512<7>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 6: AccumulateColsAvx512<6>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 5: AccumulateColsAvx512<5>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 4: AccumulateColsAvx512<4>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 3: AccumulateColsAvx512<3>(pg, vbase, keys, n, D, d0, out[g]); break;
+        case 2: AccumulateColsAvx512<2>(pg, vbase, keys, n, D, d0, out[g]); break;
+        default: AccumulateColsAvx512<1>(pg, vbase, keys, n, D, d0, out[g]); break;
+      }
+    }
+  }
+}
+#endif
+
+void Scores(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n, int64_t D,
+            float* sc, int64_t stride) {
+#if defined(__x86_64__)
+  if (CpuHasAvx512()) return ScoresAvx512(qg, G, kbase, keys, n, D, sc, stride);
+#endif
+  ScoresScalar(qg, G, kbase, keys, n, D, sc, stride);
+}
+
+void Accumulate(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys, int64_t n,
+                int64_t D, float* const* out) {
+#if defined(__x86_64__)
+  if (CpuHasAvx512()) return AccumulateAvx512(p, stride, G, vbase, keys, n, D, out);
+#endif
+  AccumulateScalar(p, stride, G, vbase, keys, n, D, out);
+}
+
+// The score ops in graph order, then softmax, over one head's n unmasked scores.
+void ScoresToProbs(const Job& job, float* s, int64_t n) {
+  for (int k = 0; k < job.num_steps; ++k) {
+    const float c = job.steps[k].c;
+    switch (job.steps[k].op) {
+      case ScoreOp::kDiv:
+        for (int64_t i = 0; i < n; ++i) s[i] = s[i] / c;
+        break;
+      case ScoreOp::kMul:
+        for (int64_t i = 0; i < n; ++i) s[i] = s[i] * c;
+        break;
+      case ScoreOp::kTanh:
+        TanhArray(s, s, n);
+        break;
+    }
+  }
+  float mx = s[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, s[i]);
+  const float inv = 1.0f / ExpShiftSum(s, s, n, mx);
+  for (int64_t i = 0; i < n; ++i) s[i] *= inv;
+}
+
+// One (batch row, kv head, query position): all G query heads of that kv head.
+void RunTask(const Job& job, int64_t task, Scratch& scratch) {
+  const int64_t s = task % job.S;
+  const int64_t kh = (task / job.S) % job.Hkv;
+  const int64_t b = task / (job.S * job.Hkv);
+  const int64_t G = job.G, D = job.D, C = job.C;
+  std::array<const float*, 64> qg_small;
+  std::array<float*, 64> out_small;
+  const float* const* qg = qg_small.data();
+  float* const* out = out_small.data();
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = kh * G + g;
+    qg_small[g] = job.q + ((b * job.Hq + h) * job.S + s) * D;
+    out_small[g] = job.out + ((b * job.Hq + h) * job.S + s) * D;
+  }
+  // Unmasked keys (mask byte 0), between the first and the last one.
+  const uint8_t* mrow = job.mask + b * job.mask_b_stride + s * job.mask_s_stride;
+  const void* first = std::memchr(mrow, 0, static_cast<size_t>(C));
+  if (first == nullptr) {
+    // Every key masked (a padding row): zeros, never read by the graph's outputs.
+    for (int64_t g = 0; g < G; ++g) std::fill(out_small[g], out_small[g] + D, 0.0f);
+    return;
+  }
+  const int64_t lo = static_cast<const uint8_t*>(first) - mrow;
+  const int64_t hi = static_cast<const uint8_t*>(memrchr(mrow, 0, static_cast<size_t>(C))) - mrow;
+  if (static_cast<int64_t>(scratch.keys.size()) < hi - lo + 1) scratch.keys.resize(hi - lo + 1);
+  int32_t* keys = scratch.keys.data();
+  int64_t n = 0;
+  for (int64_t j = lo; j <= hi; ++j) {
+    keys[n] = static_cast<int32_t>(j);
+    n += mrow[j] == 0;
+  }
+  const int64_t stride = (n + 15) / 16 * 16;
+  if (static_cast<int64_t>(scratch.scores.size()) < G * stride) scratch.scores.resize(G * stride);
+  float* sc = scratch.scores.data();
+  const int64_t plane = C * D;
+  const int64_t row = RowOf(job, b);
+  const float* kbase = job.k + (row * job.Hkv + kh) * plane;
+  const float* vbase = job.v + (row * job.Hkv + kh) * plane;
+  Scores(qg, G, kbase, keys, n, D, sc, stride);
+  for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
+  Accumulate(sc, stride, G, vbase, keys, n, D, out);
+}
+
+absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                             ThreadPool* pool) {
+  if (in.size() != 5 || out.size() != 1) {
+    return absl::InvalidArgumentError("CachedAttention needs q, k_cache, v_cache, mask, batch_index (or -1)");
+  }
+  const TensorRef& q = in[0];
+  const TensorRef& k = in[1];
+  const TensorRef& v = in[2];
+  const TensorRef& mask = in[3];
+  const TensorRef* bidx = in[4].data ? &in[4] : nullptr;
+  const TensorRef& o = out[0];
+  if (q.dtype != qeff::v1::F32 || k.dtype != qeff::v1::F32 || v.dtype != qeff::v1::F32 ||
+      mask.dtype != qeff::v1::BOOL || q.shape.size() != 4 || k.shape.size() != 4 || k.shape != v.shape ||
+      mask.shape.size() != 4 || o.shape != q.shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CachedAttention expects float q [B,Hq,S,D], k/v caches [Bc,Hkv,C,D], bool mask [B|1,1,S|1,C]; got q ",
+        ShapeString(q.shape), ", k ", ShapeString(k.shape), ", v ", ShapeString(v.shape), ", mask ",
+        ShapeString(mask.shape)));
+  }
+  Job job;
+  const int64_t B = q.shape[0];
+  job.Hq = q.shape[1];
+  job.S = q.shape[2];
+  job.D = q.shape[3];
+  job.Hkv = k.shape[1];
+  job.C = k.shape[2];
+  job.G = AttrInt(op, "groups", 1);
+  const int64_t Bc = k.shape[0];
+  if (job.G < 1 || job.G > 64 || job.Hkv * job.G != job.Hq || k.shape[3] != job.D) {
+    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: ", job.Hq, " query heads do not fit ", job.Hkv,
+                                                   " kv heads x groups ", job.G, " (at most 64) with head_dim ", job.D));
+  }
+  if ((mask.shape[0] != 1 && mask.shape[0] != B) || mask.shape[1] != 1 ||
+      (mask.shape[2] != 1 && mask.shape[2] != job.S) || mask.shape[3] != job.C) {
+    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: mask ", ShapeString(mask.shape),
+                                                   " does not broadcast to [", B, ",1,", job.S, ",", job.C, "]"));
+  }
+  if (job.C > (int64_t{1} << 30)) return absl::InvalidArgumentError("CachedAttention: ctx_len above 2^30");
+  if (bidx != nullptr) {
+    if (bidx->dtype != qeff::v1::I64 && bidx->dtype != qeff::v1::I32) {
+      return absl::InvalidArgumentError("CachedAttention: batch_index must be int64");
+    }
+    if (bidx->shape.empty() || bidx->shape[0] != B || bidx->numel() != B) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CachedAttention: batch_index must be [", B, ",1], got ", ShapeString(bidx->shape)));
+    }
+  } else if (Bc != B) {
+    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: cache has ", Bc, " rows for batch ", B,
+                                                   " and no batch_index picks them"));
+  }
+  job.q = q.as<float>();
+  job.k = k.as<float>();
+  job.v = v.as<float>();
+  job.mask = mask.as<uint8_t>();
+  job.batch_index = bidx;
+  job.out = o.as<float>();
+  job.mask_s_stride = mask.shape[2] == 1 ? 0 : job.C;
+  job.mask_b_stride = mask.shape[0] == 1 ? 0 : mask.shape[2] * job.C;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t r = RowOf(job, b);
+    if (r < 0 || r >= Bc) {
+      return absl::InvalidArgumentError(absl::StrCat("CachedAttention: batch_index[", b, "] = ", r,
+                                                     " is not a KV slot in [0, ", Bc, ")"));
+    }
+  }
+  const auto* ops = FindAttr(op, "score_ops");
+  const auto* args = FindAttr(op, "score_args");
+  const int num_steps = ops ? ops->ints_size() : 0;
+  if (num_steps > kMaxScoreOps || (args ? args->ints_size() : 0) != num_steps) {
+    return absl::InvalidArgumentError("CachedAttention: score_ops and score_args differ in length (or exceed 16)");
+  }
+  job.num_steps = num_steps;
+  for (int i = 0; i < num_steps; ++i) {
+    const int64_t code = ops->ints(i);
+    if (code != static_cast<int64_t>(ScoreOp::kDiv) && code != static_cast<int64_t>(ScoreOp::kMul) &&
+        code != static_cast<int64_t>(ScoreOp::kTanh)) {
+      return absl::InvalidArgumentError(absl::StrCat("CachedAttention: unknown score op ", code));
+    }
+    job.steps[i].op = static_cast<ScoreOp>(code);
+    job.steps[i].c = ScoreArgFloat(args->ints(i));
+  }
+
+  const int64_t tasks = B * job.Hkv * job.S;
+  const Job* jp = &job;
+  auto body = [jp](int64_t t0, int64_t t1) {
+    static thread_local Scratch scratch;
+    for (int64_t t = t0; t < t1; ++t) RunTask(*jp, t, scratch);
+  };
+  // Upper bound on the work (every key unmasked): small calls are not worth waking the pool.
+  const int64_t work = tasks * job.G * job.C * job.D;
+  if (pool != nullptr && tasks > 1 && work >= (int64_t{1} << 16)) {
+    pool->ParallelFor(tasks, 1, body);
+  } else {
+    body(0, tasks);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsAttentionOp(const std::string& type) { return type == "CachedAttention"; }
+
+absl::Status RunAttention(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                          ThreadPool* pool) {
+  return CachedAttention(op, in, out, pool);
+}
+
+}  // namespace qeff::device
