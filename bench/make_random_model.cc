@@ -1,14 +1,25 @@
-// qeff-make-random-model: writes a HF GPT-2 folder (config.json, generation_config.json,
+// qeff-make-random-model: writes a HF GPT-2 or Llama folder (config.json, generation_config.json,
 // model.safetensors) of any shape with seeded random weights, for tests and benchmarks.
 //
 //   qeff-make-random-model --out DIR --n-layer N --n-embd N --n-head N --vocab N --n-positions N
 //       [--seed S] [--dtype f32|f16|bf16] [--std X] [--tokenizer-from DIR] [--no-prefix]
+//   qeff-make-random-model --arch llama --out DIR --n-layer N --hidden N --intermediate N --n-head N
+//       [--kv-heads N] --vocab N --n-positions N [--seed S] [--dtype ...] [--std X] [--tokenizer-from DIR]
+//
+// --arch gpt2 (default) writes GPT2LMHeadModel; --arch llama writes LlamaForCausalLM (RMSNorm
+// eps 1e-5, rope_theta 10000, untied lm_head, no biases). Flags map to config.json as:
+// --n-layer = n_layer | num_hidden_layers, --n-embd (alias --hidden) = n_embd | hidden_size,
+// --n-head = n_head | num_attention_heads, --vocab = vocab_size, --n-positions = n_positions |
+// max_position_embeddings; llama only: --intermediate = intermediate_size (required),
+// --kv-heads = num_key_value_heads (default --n-head). TinyLlama-1.1B's shape:
+//   --arch llama --n-layer 22 --hidden 2048 --intermediate 5632 --n-head 32 --kv-heads 4 --vocab 32000
+//   --n-positions 2048
 //
 // Matrices ~ N(0, std) (default min(0.3, 2/sqrt(n_embd)): like the fixtures' 0.3 for small
 // models, smaller for wide ones so attention stays far from uniform without saturating); 1-D
 // parameters get N(0, 0.1) noise around HF's init (norm weights 1, biases 0) so a dropped bias
-// or norm changes the result. --no-prefix writes the original hub layout: no "transformer."
-// prefix and the attn.bias / attn.masked_bias buffers.
+// or norm changes the result. --no-prefix (gpt2 only) writes the original hub layout: no
+// "transformer." prefix and the attn.bias / attn.masked_bias buffers.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -68,7 +79,10 @@ struct Spec {
 [[noreturn]] void Usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\nusage: qeff-make-random-model --out DIR --n-layer N --n-embd N --n-head N --vocab N "
-               "--n-positions N [--seed S] [--dtype f32|f16|bf16] [--std X] [--tokenizer-from DIR] [--no-prefix]\n",
+               "--n-positions N [--seed S] [--dtype f32|f16|bf16] [--std X] [--tokenizer-from DIR] [--no-prefix]\n"
+               "       qeff-make-random-model --arch llama --out DIR --n-layer N --hidden N --intermediate N "
+               "--n-head N [--kv-heads N] --vocab N --n-positions N [--seed S] [--dtype ...] [--std X] "
+               "[--tokenizer-from DIR]\n",
                msg);
   std::exit(2);
 }
@@ -83,8 +97,8 @@ int64_t ParsePositive(const std::string& flag, const std::string& v, int64_t max
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out, dtype_name = "f32", tokenizer_from;
-  int64_t layers = 0, hidden = 0, heads = 0, vocab = 0, positions = 0;
+  std::string out, dtype_name = "f32", tokenizer_from, arch = "gpt2";
+  int64_t layers = 0, hidden = 0, heads = 0, vocab = 0, positions = 0, intermediate = 0, kv_heads = 0;
   uint64_t seed = 0;
   double std_dev = -1;
   bool prefix = true;
@@ -95,8 +109,11 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--out") out = value();
+    else if (a == "--arch") arch = value();
     else if (a == "--n-layer") layers = ParsePositive(a, value(), 1024);
-    else if (a == "--n-embd") hidden = ParsePositive(a, value(), 1 << 16);
+    else if (a == "--n-embd" || a == "--hidden") hidden = ParsePositive(a, value(), 1 << 16);
+    else if (a == "--intermediate") intermediate = ParsePositive(a, value(), 1 << 20);
+    else if (a == "--kv-heads") kv_heads = ParsePositive(a, value(), 1024);
     else if (a == "--n-head") heads = ParsePositive(a, value(), 1024);
     else if (a == "--vocab") vocab = ParsePositive(a, value(), 1 << 22);
     else if (a == "--n-positions") positions = ParsePositive(a, value(), 1 << 20);
@@ -107,8 +124,19 @@ int main(int argc, char** argv) {
     else if (a == "--no-prefix") prefix = false;
     else Usage(("unknown flag " + a).c_str());
   }
+  if (arch != "gpt2" && arch != "llama") Usage("--arch must be gpt2 or llama");
+  const bool llama = arch == "llama";
   if (out.empty() || !layers || !hidden || !heads || !vocab || !positions) Usage("missing a required flag");
   if (hidden % heads != 0) Usage("--n-embd must be divisible by --n-head");
+  if (llama) {
+    if (!intermediate) Usage("--arch llama needs --intermediate");
+    if (!prefix) Usage("--no-prefix is for --arch gpt2 only");
+    if (!kv_heads) kv_heads = heads;
+    if (heads % kv_heads != 0) Usage("--n-head must be divisible by --kv-heads");
+    if ((hidden / heads) % 2 != 0) Usage("the head size (--hidden / --n-head) must be even for RoPE");
+  } else if (intermediate || kv_heads) {
+    Usage("--intermediate and --kv-heads are for --arch llama only");
+  }
   DType dtype;
   if (dtype_name == "f32") dtype = DType::kF32;
   else if (dtype_name == "f16") dtype = DType::kF16;
@@ -124,34 +152,53 @@ int main(int argc, char** argv) {
   }
 
   const std::string p = prefix ? "transformer." : "";
-  const int64_t H = hidden, I = 4 * hidden;
+  const int64_t H = hidden, I = llama ? intermediate : 4 * hidden;
   std::vector<Spec> specs;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, Init init) {
     specs.push_back({{name, dtype, std::move(shape)}, init});
   };
-  add(p + "wte.weight", {vocab, H}, Init::kNormal);
-  add(p + "wpe.weight", {positions, H}, Init::kNormal);
-  for (int64_t i = 0; i < layers; ++i) {
-    const std::string l = p + "h." + std::to_string(i) + ".";
-    add(l + "ln_1.weight", {H}, Init::kNormWeight);
-    add(l + "ln_1.bias", {H}, Init::kBias);
-    if (!prefix) {
-      add(l + "attn.bias", {1, 1, positions, positions}, Init::kCausalMask);
-      add(l + "attn.masked_bias", {}, Init::kMaskedBias);
+  if (llama) {
+    const int64_t kv_dim = kv_heads * (hidden / heads);
+    add("model.embed_tokens.weight", {vocab, H}, Init::kNormal);
+    for (int64_t i = 0; i < layers; ++i) {
+      const std::string l = "model.layers." + std::to_string(i) + ".";
+      add(l + "input_layernorm.weight", {H}, Init::kNormWeight);
+      add(l + "self_attn.q_proj.weight", {H, H}, Init::kNormal);
+      add(l + "self_attn.k_proj.weight", {kv_dim, H}, Init::kNormal);
+      add(l + "self_attn.v_proj.weight", {kv_dim, H}, Init::kNormal);
+      add(l + "self_attn.o_proj.weight", {H, H}, Init::kNormal);
+      add(l + "post_attention_layernorm.weight", {H}, Init::kNormWeight);
+      add(l + "mlp.gate_proj.weight", {I, H}, Init::kNormal);
+      add(l + "mlp.up_proj.weight", {I, H}, Init::kNormal);
+      add(l + "mlp.down_proj.weight", {H, I}, Init::kNormal);
     }
-    add(l + "attn.c_attn.weight", {H, 3 * H}, Init::kNormal);
-    add(l + "attn.c_attn.bias", {3 * H}, Init::kBias);
-    add(l + "attn.c_proj.weight", {H, H}, Init::kNormal);
-    add(l + "attn.c_proj.bias", {H}, Init::kBias);
-    add(l + "ln_2.weight", {H}, Init::kNormWeight);
-    add(l + "ln_2.bias", {H}, Init::kBias);
-    add(l + "mlp.c_fc.weight", {H, I}, Init::kNormal);
-    add(l + "mlp.c_fc.bias", {I}, Init::kBias);
-    add(l + "mlp.c_proj.weight", {I, H}, Init::kNormal);
-    add(l + "mlp.c_proj.bias", {H}, Init::kBias);
+    add("model.norm.weight", {H}, Init::kNormWeight);
+    add("lm_head.weight", {vocab, H}, Init::kNormal);
+  } else {
+    add(p + "wte.weight", {vocab, H}, Init::kNormal);
+    add(p + "wpe.weight", {positions, H}, Init::kNormal);
+    for (int64_t i = 0; i < layers; ++i) {
+      const std::string l = p + "h." + std::to_string(i) + ".";
+      add(l + "ln_1.weight", {H}, Init::kNormWeight);
+      add(l + "ln_1.bias", {H}, Init::kBias);
+      if (!prefix) {
+        add(l + "attn.bias", {1, 1, positions, positions}, Init::kCausalMask);
+        add(l + "attn.masked_bias", {}, Init::kMaskedBias);
+      }
+      add(l + "attn.c_attn.weight", {H, 3 * H}, Init::kNormal);
+      add(l + "attn.c_attn.bias", {3 * H}, Init::kBias);
+      add(l + "attn.c_proj.weight", {H, H}, Init::kNormal);
+      add(l + "attn.c_proj.bias", {H}, Init::kBias);
+      add(l + "ln_2.weight", {H}, Init::kNormWeight);
+      add(l + "ln_2.bias", {H}, Init::kBias);
+      add(l + "mlp.c_fc.weight", {H, I}, Init::kNormal);
+      add(l + "mlp.c_fc.bias", {I}, Init::kBias);
+      add(l + "mlp.c_proj.weight", {I, H}, Init::kNormal);
+      add(l + "mlp.c_proj.bias", {H}, Init::kBias);
+    }
+    add(p + "ln_f.weight", {H}, Init::kNormWeight);
+    add(p + "ln_f.bias", {H}, Init::kBias);
   }
-  add(p + "ln_f.weight", {H}, Init::kNormWeight);
-  add(p + "ln_f.bias", {H}, Init::kBias);
 
   Rng rng(seed);
   std::vector<qeff::hf::TensorSpec> tensor_specs;
@@ -190,17 +237,48 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const int64_t eos = std::min<int64_t>(50256, vocab - 1);
   const char* torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kF16 ? "float16" : "bfloat16";
-  nlohmann::ordered_json config = {
-      {"activation_function", "gelu_new"}, {"architectures", {"GPT2LMHeadModel"}}, {"attn_pdrop", 0.1},
-      {"bos_token_id", eos},               {"embd_pdrop", 0.1},                    {"eos_token_id", eos},
-      {"initializer_range", std_dev},      {"layer_norm_epsilon", 1e-05},          {"model_type", "gpt2"},
-      {"n_embd", H},                       {"n_head", heads},                      {"n_inner", nullptr},
-      {"n_layer", layers},                 {"n_positions", positions},             {"resid_pdrop", 0.1},
-      {"scale_attn_weights", true},        {"torch_dtype", torch_dtype},           {"use_cache", true},
-      {"vocab_size", vocab},               {"qeff_random_seed", seed}};
-  nlohmann::ordered_json generation = {{"bos_token_id", eos}, {"eos_token_id", eos}};
+  nlohmann::ordered_json config, generation;
+  if (llama) {
+    // TinyLlama's / Llama-2's special ids (bos 1, eos 2), kept inside a tiny vocabulary.
+    const int64_t bos = std::min<int64_t>(1, vocab - 1), eos = std::min<int64_t>(2, vocab - 1);
+    config = {{"architectures", {"LlamaForCausalLM"}},
+              {"attention_bias", false},
+              {"attention_dropout", 0.0},
+              {"bos_token_id", bos},
+              {"eos_token_id", eos},
+              {"hidden_act", "silu"},
+              {"hidden_size", H},
+              {"initializer_range", std_dev},
+              {"intermediate_size", I},
+              {"max_position_embeddings", positions},
+              {"mlp_bias", false},
+              {"model_type", "llama"},
+              {"num_attention_heads", heads},
+              {"num_hidden_layers", layers},
+              {"num_key_value_heads", kv_heads},
+              {"pretraining_tp", 1},
+              {"rms_norm_eps", 1e-05},
+              {"rope_scaling", nullptr},
+              {"rope_theta", 10000.0},
+              {"tie_word_embeddings", false},
+              {"torch_dtype", torch_dtype},
+              {"use_cache", true},
+              {"vocab_size", vocab},
+              {"qeff_random_seed", seed}};
+    generation = {{"bos_token_id", bos}, {"eos_token_id", eos}};
+  } else {
+    const int64_t eos = std::min<int64_t>(50256, vocab - 1);
+    config = {
+        {"activation_function", "gelu_new"}, {"architectures", {"GPT2LMHeadModel"}}, {"attn_pdrop", 0.1},
+        {"bos_token_id", eos},               {"embd_pdrop", 0.1},                    {"eos_token_id", eos},
+        {"initializer_range", std_dev},      {"layer_norm_epsilon", 1e-05},          {"model_type", "gpt2"},
+        {"n_embd", H},                       {"n_head", heads},                      {"n_inner", nullptr},
+        {"n_layer", layers},                 {"n_positions", positions},             {"resid_pdrop", 0.1},
+        {"scale_attn_weights", true},        {"torch_dtype", torch_dtype},           {"use_cache", true},
+        {"vocab_size", vocab},               {"qeff_random_seed", seed}};
+    generation = {{"bos_token_id", eos}, {"eos_token_id", eos}};
+  }
   std::ofstream(fs::path(out) / "config.json") << config.dump(2) << "\n";
   std::ofstream(fs::path(out) / "generation_config.json") << generation.dump(2) << "\n";
 
