@@ -110,6 +110,81 @@ TEST_P(ContinuousBatchingTest, BatchedGreedyEqualsAloneAndHf) {
   EXPECT_EQ(load.queued, 0);
 }
 
+// The scheduler's request lifecycle on the GPT-2 fixture: expired deadlines, cancellation
+// mid-generation, shutdown; every case releases its slot.
+TEST(SchedulerTest, DeadlinesCancellationAndShutdownReleaseSlots) {
+  testing::Workdir work("sched");
+  auto session = testing::ExportAndCompile(kFixtures / "gpt2", work.path(), 8, 64, "fp32", 2);
+  ASSERT_TRUE(session);
+  runner::SchedulerOptions options;
+  options.model_id = "gpt2";
+  options.max_queued_requests = 8;
+  auto scheduler = runner::Scheduler::Create(session.get(), options);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto wait = [](runner::RequestHandle& h, std::vector<int32_t>* tokens) {
+    while (!h.Wait(tokens, std::chrono::milliseconds(100))) {
+    }
+  };
+  std::vector<int32_t> tokens;
+
+  // Bad requests are refused before they queue.
+  runner::GenerationRequest empty;
+  EXPECT_EQ((*scheduler)->Submit(empty).status().code(), absl::StatusCode::kInvalidArgument);
+  runner::GenerationRequest too_long;
+  too_long.prompt.assign(64, 1);
+  EXPECT_EQ((*scheduler)->Submit(too_long).status().code(), absl::StatusCode::kInvalidArgument);
+  runner::GenerationRequest bad_id;
+  bad_id.prompt = {session->vocab_size()};
+  EXPECT_EQ((*scheduler)->Submit(bad_id).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // A deadline that has already passed ends the request without running it.
+  runner::GenerationRequest expired;
+  expired.prompt = {464, 3290};
+  expired.deadline = runner::Clock::now() - std::chrono::milliseconds(1);
+  auto h1 = (*scheduler)->Submit(expired);
+  ASSERT_TRUE(h1.ok());
+  wait(**h1, &tokens);
+  EXPECT_EQ((*h1)->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(tokens.empty());
+
+  // Cancelled after its first token: it stops early and frees the slot.
+  runner::GenerationRequest longer;
+  longer.prompt = {464, 3290};  // fills the context unless cancelled
+  auto h2 = (*scheduler)->Submit(longer);
+  ASSERT_TRUE(h2.ok());
+  tokens.clear();
+  while (tokens.empty()) (*h2)->Wait(&tokens, std::chrono::milliseconds(100));
+  (*h2)->Cancel(absl::CancelledError("test"));
+  wait(**h2, &tokens);
+  EXPECT_EQ((*h2)->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_LT((*h2)->result().tokens.size(), 62u);
+
+  // The slots serve the next requests; nothing is left behind.
+  runner::GenerationRequest ok = longer;
+  ok.max_new_tokens = 5;
+  auto h3 = (*scheduler)->Submit(ok);
+  ASSERT_TRUE(h3.ok());
+  tokens.clear();
+  wait(**h3, &tokens);
+  EXPECT_TRUE((*h3)->status().ok()) << (*h3)->status();
+  EXPECT_EQ(tokens.size(), 5u);
+  EXPECT_EQ((*scheduler)->load().active, 0);
+
+  // Shutdown ends running and queued requests with its reason, and refuses new ones.
+  std::vector<std::shared_ptr<runner::RequestHandle>> pending;
+  for (int i = 0; i < 5; ++i) {
+    auto h = (*scheduler)->Submit(longer);
+    ASSERT_TRUE(h.ok());
+    pending.push_back(*h);
+  }
+  (*scheduler)->Shutdown(absl::UnavailableError("unloaded"));
+  for (auto& h : pending) {
+    wait(*h, &tokens);
+    EXPECT_TRUE(h->status().ok() || h->status().code() == absl::StatusCode::kUnavailable) << h->status();
+  }
+  EXPECT_EQ((*scheduler)->Submit(ok).status().code(), absl::StatusCode::kUnavailable);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ContinuousBatchingTest,
                          ::testing::Values("gpt2", "llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2"),
                          [](const auto& info) { return info.param; });
