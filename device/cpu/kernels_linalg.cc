@@ -152,7 +152,9 @@ absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std
   const int64_t M = x.numel() / K;
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
-  if (M > 8) {
+  // attr rowwise: decode steps stay on the row-by-row kernel at any batch, so a row's result
+  // never depends on the batch it runs in.
+  if (M > 8 && AttrInt(op, "rowwise", 0) == 0) {
     // Prefill is compute-bound: sgemm on fp32 weights; bf16/int8 weights are widened to fp32 a
     // block of rows at a time (in parallel) first. The scratch block is reused across calls.
     const float* wf = w.dtype == qeff::v1::F32 ? w.as<float>() : nullptr;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
+#include "device/cpu/kernels.h"
 #include "services/compiler/onnx_model.h"
 #include "services/compiler/passes.h"
 #include "services/compiler/program_writer.h"
@@ -141,6 +142,14 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     ElideFullGather(g);
     RetainState(g);
     EliminateDeadCode(g);
+    // Decode rows must not depend on how many sequences share the step (continuous batching
+    // gives each request the tokens it gets alone): pin every Linear of a one-token
+    // specialization to the row-by-row kernel whatever the batch.
+    if (s.seq_len == 1) {
+      for (auto& n : g.nodes) {
+        if (!n.dead && n.op.type() == "Linear") device::SetAttrInt(n.op, "rowwise", 1);
+      }
+    }
     const MemoryPlan plan = PlanMemory(g);
     progress("write", absl::StrCat(s.name, ": writing program and weights"), si, total);
     QEFF_ASSIGN_OR_RETURN(qeff::v1::ProgramSpecialization sp, EmitSpecialization(g, plan, weights));
