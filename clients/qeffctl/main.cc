@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -44,7 +45,7 @@ struct GenArgs {
   bool stop_at_eos = false;
   float temperature = 0, top_p = 1, repetition_penalty = 1;
   int top_k = 0;
-  uint64_t seed = 0;
+  std::optional<uint64_t> seed;  // unset: the runner draws a fresh one (and reports it)
 };
 
 // Streams a --prompts-file keeps open at once (the runner queues what it cannot batch yet).
@@ -76,7 +77,7 @@ void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
   cmd->add_option("--top-k", g.top_k);
   cmd->add_option("--top-p", g.top_p);
   cmd->add_option("--repetition-penalty", g.repetition_penalty);
-  cmd->add_option("--seed", g.seed);
+  cmd->add_option("--seed", g.seed, "sampling seed (default: a fresh one, printed with --json)");
 }
 
 absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, const std::string& model_id) {
@@ -104,7 +105,7 @@ absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, 
   s->set_top_k(g.top_k);
   s->set_top_p(g.top_p);
   s->set_repetition_penalty(g.repetition_penalty);
-  s->set_seed(g.seed);
+  if (g.seed) s->set_seed(*g.seed);
   return req;
 }
 
@@ -161,6 +162,7 @@ int RunGenerate(const Common& c, const GenArgs& g, const std::string& model_id, 
   (*out)["generated_token_ids"] = generated;
   (*out)["text"] = text;
   (*out)["finish_reason"] = last->finish_reason();
+  (*out)["seed"] = last->seed();
   (*out)["stats"] = StatsJson(last->stats());
   if (!c.json) {
     std::printf("\n");
@@ -204,6 +206,7 @@ int RunPromptsFile(const Common& c, const GenArgs& g, const std::string& model_i
         j["generated_token_ids"] = r.generated;
         j["text"] = r.text;
         j["finish_reason"] = r.last.finish_reason();
+        j["seed"] = r.last.seed();
         j["stats"] = StatsJson(r.last.stats());
       } else {
         j["error"] = std::string(r.status.message());

@@ -1,12 +1,43 @@
 #include "services/runner/model_registry.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/files.h"
 #include "common/util/status_macros.h"
 
 namespace qeff::runner {
 namespace fs = std::filesystem;
+
+namespace {
+
+// eos_token_id of generation_config.json (else config.json): an integer or a list of them.
+std::vector<int32_t> EosIds(const fs::path& dir, const tokenizer::Tokenizer* tok, int vocab) {
+  std::vector<int32_t> ids;
+  auto add = [&](int64_t id) {
+    if (id >= 0 && id < vocab && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(static_cast<int32_t>(id));
+  };
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    auto text = util::ReadFile(dir / name, 16 << 20);
+    if (!text.ok()) continue;
+    const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("eos_token_id")) continue;
+    const auto& e = j["eos_token_id"];
+    if (e.is_number_integer()) add(e.get<int64_t>());
+    if (e.is_array()) {
+      for (const auto& v : e) {
+        if (v.is_number_integer()) add(v.get<int64_t>());
+      }
+    }
+    if (!ids.empty()) break;
+  }
+  if (tok != nullptr && tok->eos_token_id()) add(*tok->eos_token_id());
+  return ids;
+}
+
+}  // namespace
 
 ModelRegistry::ModelRegistry(artifacts::Store* store, RegistryOptions options) : store_(store), options_(options) {
   device::ThreadPool::ConfigureProcess(options_.num_threads);
@@ -44,6 +75,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   model->model_id = model_id;
   model->qpc_key = qpc_key;
   model->architecture = manifest.value("architecture", "");
+  model->dir = dir;
   std::shared_ptr<const device::Program> program = programs_[qpc_key].lock();
   if (!program) {
     QEFF_ASSIGN_OR_RETURN(program, device::Program::Load(dir));
@@ -54,6 +86,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec)) {
     QEFF_ASSIGN_OR_RETURN(model->tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
   }
+  model->eos_token_ids = EosIds(dir, model->tokenizer.get(), model->session->vocab_size());
   if (model->session->vocab_size() > 0) {
     SchedulerOptions so;
     so.max_queued_requests = options_.max_queued_requests;

@@ -3,6 +3,7 @@
 // causal LMs the scheduler that serves its generation requests.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,10 @@ struct LoadedModel {
   std::string model_id;
   std::string qpc_key;
   std::string architecture;
+  std::filesystem::path dir;  // the qpc folder (tokenizer files, configs)
+  // Token ids that end a generation at EOS: generation_config.json's eos_token_id (one or a
+  // list; else config.json's) and the tokenizer's.
+  std::vector<int32_t> eos_token_ids;
   std::unique_ptr<device::Session> session;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the qpc carries no tokenizer
   // Causal LMs: owns the session's retained state; stopped before the session goes away.

@@ -1,9 +1,11 @@
 #include "services/runner/runner_service.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/server.h"
+#include "services/runner/completion.h"
 #include "services/runner/embedder.h"
 
 namespace qeff::runner {
@@ -102,72 +104,104 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   if (req->max_new_tokens() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 0");
   }
-  gen.max_new_tokens = req->max_new_tokens();
   const std::vector<int32_t> prompt_ids = gen.prompt;
+  CompletionOptions options;
+  gen.max_new_tokens = req->max_new_tokens();
   gen.stop_at_eos = req->stop_at_eos();
-  if (m.tokenizer) gen.eos_token_id = m.tokenizer->eos_token_id();
+  gen.eos_token_ids = m.eos_token_ids;
+  for (int64_t id : req->stop_token_ids()) {
+    if (id < 0 || id > INT32_MAX) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "stop_token_ids out of range");
+    gen.stop_token_ids.push_back(static_cast<int32_t>(id));
+  }
+  if (req->min_tokens() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "min_tokens must be >= 0");
+  gen.min_tokens = req->min_tokens();
+  if (req->has_top_logprobs()) {
+    if (req->top_logprobs() < 0 || req->top_logprobs() > 20) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "top_logprobs must be in [0, 20]");
+    }
+    gen.top_logprobs = req->top_logprobs();
+  }
   const auto& s = req->sampling();
-  if (s.temperature() < 0 || s.top_p() < 0 || s.top_p() > 1 || s.top_k() < 0 || s.repetition_penalty() < 0) {
+  // !(x >= 0) also rejects NaN.
+  if (!(s.temperature() >= 0) || !(s.top_p() >= 0 && s.top_p() <= 1) || s.top_k() < 0 ||
+      !(s.repetition_penalty() >= 0) || !(s.min_p() >= 0 && s.min_p() <= 1) ||
+      !(s.frequency_penalty() >= -2 && s.frequency_penalty() <= 2) ||
+      !(s.presence_penalty() >= -2 && s.presence_penalty() <= 2) || std::isinf(s.temperature()) ||
+      std::isinf(s.repetition_penalty())) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "sampling: temperature >= 0, 0 <= top_p <= 1, top_k >= 0, repetition_penalty >= 0");
+                        "sampling: finite temperature >= 0, 0 <= top_p <= 1, top_k >= 0, finite repetition_penalty >= 0, "
+                        "0 <= min_p <= 1, frequency_penalty and presence_penalty in [-2, 2]");
   }
   gen.sampling.temperature = s.temperature();
   gen.sampling.top_k = s.top_k();
   gen.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  gen.sampling.min_p = s.min_p();
   gen.sampling.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  gen.sampling.frequency_penalty = s.frequency_penalty();
+  gen.sampling.presence_penalty = s.presence_penalty();
   gen.sampling.seed = s.seed();
   gen.deadline = SteadyDeadline(*context);
+  options.request = std::move(gen);
+  options.seeded = s.has_seed();
+  options.n = req->n() == 0 ? 1 : req->n();
+  options.stop.assign(req->stop().begin(), req->stop().end());
+  options.include_stop_str_in_output = req->include_stop_str_in_output();
 
-  auto handle = m.scheduler->Submit(std::move(gen));
-  if (!handle.ok()) return rpc::ToGrpc(handle.status());
-  RequestHandle& h = **handle;
-  std::unique_ptr<tokenizer::StreamDecoder> stream;
-  if (m.tokenizer) stream = std::make_unique<tokenizer::StreamDecoder>(*m.tokenizer, /*skip_special_tokens=*/false);
+  auto completion = Completion::Start(*m.scheduler, m.tokenizer.get(), std::move(options));
+  if (!completion.ok()) return rpc::ToGrpc(completion.status());
+  Completion& c = **completion;
   // Only this thread waits on the client: the scheduler hands tokens over through the request's
   // buffer and never blocks on a slow or vanished reader.
-  std::vector<int32_t> tokens;
-  while (true) {
-    const bool done = h.Wait(&tokens, std::chrono::milliseconds(20));
+  std::vector<CompletionChunk> chunks;
+  bool more = true;
+  while (more) {
+    chunks.clear();
+    more = c.Next(&chunks, std::chrono::milliseconds(20));
     if (context->IsCancelled()) {
       const bool expired = context->deadline() <= std::chrono::system_clock::now();
-      h.Cancel(expired ? absl::DeadlineExceededError("the call's deadline passed")
+      c.Cancel(expired ? absl::DeadlineExceededError("the call's deadline passed")
                        : absl::CancelledError("the client cancelled the generation"));
       return expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed")
                      : grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the generation");
     }
-    if (!tokens.empty()) {
+    for (const CompletionChunk& chunk : chunks) {
       qeff::v1::GenerateEvent ev;
-      for (int32_t t : tokens) {
-        ev.add_token_ids(t);
-        if (stream) ev.mutable_text()->append(stream->Push(t));
+      ev.set_index(chunk.index);
+      for (int32_t t : chunk.tokens) ev.add_token_ids(t);
+      ev.set_text(chunk.text);
+      for (const TokenLogprob& lp : chunk.logprobs) {
+        auto* out = ev.add_logprobs();
+        out->set_token_id(lp.token);
+        out->set_logprob(lp.logprob);
+        for (const auto& [id, v] : lp.top) {
+          auto* t = out->add_top();
+          t->set_token_id(id);
+          t->set_logprob(v);
+        }
       }
-      tokens.clear();
+      if (chunk.done) {
+        ev.set_done(true);
+        ev.set_finish_reason(chunk.finish_reason);
+        ev.set_seed(c.seed());
+        for (int32_t id : prompt_ids) ev.add_prompt_token_ids(id);
+        auto* st = ev.mutable_stats();
+        st->set_prefill_ms(chunk.stats.prefill_ms);
+        st->set_ttft_ms(chunk.stats.ttft_ms);
+        st->set_decode_tokens_per_s(chunk.stats.decode_tokens_per_s);
+        st->set_total_tokens_per_s(chunk.stats.total_tokens_per_s);
+        st->set_e2e_ms(chunk.stats.e2e_ms);
+        st->set_prompt_tokens(chunk.stats.prompt_tokens);
+        st->set_generated_tokens(chunk.stats.generated_tokens);
+        st->set_prefill_chunks(chunk.stats.prefill_chunks);
+        st->set_queue_ms(chunk.stats.queue_ms);
+      }
       if (!writer->Write(ev)) {
-        h.Cancel(absl::CancelledError("the client went away"));
+        c.Cancel(absl::CancelledError("the client went away"));
         return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
     }
-    if (done) break;
   }
-  if (!h.status().ok()) return rpc::ToGrpc(h.status());
-  const GenerationResult& result = h.result();
-  qeff::v1::GenerateEvent last;
-  if (stream) last.set_text(stream->Flush());
-  last.set_done(true);
-  last.set_finish_reason(result.finish_reason);
-  for (int32_t id : prompt_ids) last.add_prompt_token_ids(id);
-  auto* st = last.mutable_stats();
-  st->set_prefill_ms(result.stats.prefill_ms);
-  st->set_ttft_ms(result.stats.ttft_ms);
-  st->set_decode_tokens_per_s(result.stats.decode_tokens_per_s);
-  st->set_total_tokens_per_s(result.stats.total_tokens_per_s);
-  st->set_e2e_ms(result.stats.e2e_ms);
-  st->set_prompt_tokens(result.stats.prompt_tokens);
-  st->set_generated_tokens(result.stats.generated_tokens);
-  st->set_prefill_chunks(result.stats.prefill_chunks);
-  st->set_queue_ms(result.stats.queue_ms);
-  writer->Write(last);
-  return grpc::Status::OK;
+  return rpc::ToGrpc(c.status());
 }
 
 grpc::Status RunnerService::Embed(grpc::ServerContext*, const qeff::v1::EmbedRequest* req,

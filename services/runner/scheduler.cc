@@ -1,7 +1,9 @@
 #include "services/runner/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <numeric>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -18,11 +20,18 @@ double Ms(Clock::time_point a, Clock::time_point b) { return std::chrono::durati
 
 // ---- RequestHandle ----
 
-bool RequestHandle::Wait(std::vector<int32_t>* tokens, std::chrono::milliseconds timeout) {
+bool RequestHandle::Wait(std::vector<int32_t>* tokens, std::chrono::milliseconds timeout,
+                         std::vector<TokenLogprob>* logprobs, std::vector<Clock::time_point>* times) {
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait_for(l, timeout, [&] { return !unread_.empty() || finished_; });
   tokens->insert(tokens->end(), unread_.begin(), unread_.end());
   unread_.clear();
+  if (logprobs != nullptr) {
+    for (auto& lp : unread_logprobs_) logprobs->push_back(std::move(lp));
+  }
+  unread_logprobs_.clear();
+  if (times != nullptr) times->insert(times->end(), unread_times_.begin(), unread_times_.end());
+  unread_times_.clear();
   return finished_;
 }
 
@@ -33,10 +42,12 @@ void RequestHandle::Cancel(absl::Status reason) {
   cancelled_.store(true);
 }
 
-void RequestHandle::Push(int32_t token) {
+void RequestHandle::Push(int32_t token, TokenLogprob* logprob) {
   {
     std::lock_guard<std::mutex> l(mu_);
     unread_.push_back(token);
+    unread_times_.push_back(Clock::now());
+    if (logprob != nullptr) unread_logprobs_.push_back(std::move(*logprob));
   }
   cv_.notify_one();
 }
@@ -122,6 +133,13 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
           absl::StrCat("token id ", id, " is outside the model's vocabulary [0, ", vocab_, ")"));
     }
   }
+  for (int32_t id : request.stop_token_ids) {
+    if (id < 0 || id >= vocab_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop token id ", id, " is outside the model's vocabulary [0, ", vocab_, ")"));
+    }
+  }
+  if (request.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs must be at most 20");
   auto handle = std::make_shared<RequestHandle>();
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -253,8 +271,8 @@ void Scheduler::Admit() {
     s.max_new = ctx_len_ - len;
     if (p.request.max_new_tokens > 0) s.max_new = std::min(s.max_new, p.request.max_new_tokens);
     s.sampler = std::make_unique<Sampler>(p.request.sampling, vocab_);
-    s.history = p.request.prompt;
-    s.history.reserve(static_cast<size_t>(len + s.max_new));
+    s.sampler->AddPrompt(p.request.prompt);
+    if (p.request.top_logprobs >= 0) s.order.resize(static_cast<size_t>(vocab_));
     s.prefilled = 0;
     s.chunks = 0;
     s.position = len;
@@ -348,16 +366,36 @@ absl::Status Scheduler::Decode() {
 
 void Scheduler::Emit(int slot, const float* logits) {
   Slot& s = slots_[slot];
-  // The sampler may rewrite logits (repetition penalty): work on a copy, the arena is shared.
+  // The sampler may rewrite logits (penalties): work on a copy, the arena is shared.
   std::memcpy(logits_row_.data(), logits, sizeof(float) * static_cast<size_t>(vocab_));
-  const int32_t token = s.sampler->Next(logits_row_.data(), s.history);
-  s.history.push_back(token);
+  const int32_t token = s.sampler->Next(logits_row_.data());
+  TokenLogprob lp;
+  if (s.request.top_logprobs >= 0) {
+    // log-softmax of the raw logits (before penalties and temperature), as vLLM reports them.
+    const float m = *std::max_element(logits, logits + vocab_);
+    double sum = 0;
+    for (int i = 0; i < vocab_; ++i) sum += std::exp(static_cast<double>(logits[i] - m));
+    const float lse = m + static_cast<float>(std::log(sum));
+    lp.token = token;
+    lp.logprob = logits[token] - lse;
+    const int k = s.request.top_logprobs;
+    if (k > 0) {
+      std::iota(s.order.begin(), s.order.end(), 0);
+      std::partial_sort(s.order.begin(), s.order.begin() + std::min(k, vocab_), s.order.end(),
+                        [logits](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+      for (int i = 0; i < std::min(k, vocab_); ++i) lp.top.emplace_back(s.order[i], logits[s.order[i]] - lse);
+    }
+  }
   s.handle->result_.tokens.push_back(token);
-  s.handle->Push(token);
+  s.handle->Push(token, s.request.top_logprobs >= 0 ? &lp : nullptr);
   s.next = token;
-  if (s.request.stop_at_eos && s.request.eos_token_id && token == *s.request.eos_token_id) {
+  const int generated = static_cast<int>(s.handle->result_.tokens.size());
+  auto listed = [token](const std::vector<int32_t>& ids) { return std::find(ids.begin(), ids.end(), token) != ids.end(); };
+  if (generated >= s.request.min_tokens && listed(s.request.stop_token_ids)) {
+    FinishSlot(slot, absl::OkStatus(), "stop");
+  } else if (generated >= s.request.min_tokens && s.request.stop_at_eos && listed(s.request.eos_token_ids)) {
     FinishSlot(slot, absl::OkStatus(), "eos");
-  } else if (static_cast<int>(s.handle->result_.tokens.size()) >= s.max_new) {
+  } else if (generated >= s.max_new) {
     FinishSlot(slot, absl::OkStatus(), "length");
   }
 }

@@ -38,10 +38,21 @@ using Clock = std::chrono::steady_clock;
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   int max_new_tokens = 0;  // <= 0: fill the context (ctx_len - prompt length)
-  bool stop_at_eos = false;
-  std::optional<int32_t> eos_token_id;
+  bool stop_at_eos = false;             // end at any of eos_token_ids (finish_reason "eos")
+  std::vector<int32_t> eos_token_ids;   // the tokenizer's and generation_config.json's
+  std::vector<int32_t> stop_token_ids;  // always end there (finish_reason "stop")
+  int min_tokens = 0;                   // EOS and stop ids do not end the request before this
+  int top_logprobs = -1;                // -1: no logprobs; k >= 0: the chosen token's + k best
   SamplingConfig sampling;
   Clock::time_point deadline = Clock::time_point::max();
+};
+
+// Log-probability (log-softmax of the model's raw logits) of a generated token and of the
+// `top_logprobs` most likely tokens at that step.
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
 };
 
 // Named as QEfficient prints them (see GenerationStats in runner.proto). Times count from the
@@ -60,7 +71,7 @@ struct GenerationStats {
 
 struct GenerationResult {
   std::vector<int32_t> tokens;  // new tokens only
-  std::string finish_reason;    // "length" or "eos"
+  std::string finish_reason;    // "length", "eos" or "stop" (a stop token id)
   GenerationStats stats;
 };
 
@@ -68,9 +79,12 @@ struct GenerationResult {
 class RequestHandle {
  public:
   // Waits until there are tokens the reader has not taken, the request ended, or `timeout`
-  // passed. Appends the new tokens to *tokens. Returns true once the request has ended and every
-  // token was taken; then status() and result() are final.
-  bool Wait(std::vector<int32_t>* tokens, std::chrono::milliseconds timeout);
+  // passed. Appends the new tokens to *tokens (and their log-probabilities to *logprobs when
+  // given and requested). Returns true once the request has ended and every token was taken;
+  // then status() and result() are final.
+  // *times gets each token's sampling time (the engine's clock) when given.
+  bool Wait(std::vector<int32_t>* tokens, std::chrono::milliseconds timeout,
+            std::vector<TokenLogprob>* logprobs = nullptr, std::vector<Clock::time_point>* times = nullptr);
   // Asks the scheduler to stop the request (client gone, deadline): it ends with `reason` and its
   // slot is freed at the next iteration.
   void Cancel(absl::Status reason);
@@ -80,13 +94,15 @@ class RequestHandle {
 
  private:
   friend class Scheduler;
-  void Push(int32_t token);
+  void Push(int32_t token, TokenLogprob* logprob);
   void Finish(absl::Status status);
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<int32_t> unread_;
+  std::vector<TokenLogprob> unread_logprobs_;
+  std::vector<Clock::time_point> unread_times_;
   bool finished_ = false;
   absl::Status status_;
   GenerationResult result_;  // written by the scheduler; final once finished
@@ -135,7 +151,7 @@ class Scheduler {
     std::shared_ptr<RequestHandle> handle;  // null = free
     GenerationRequest request;
     std::unique_ptr<Sampler> sampler;
-    std::vector<int32_t> history;  // prompt + generated (repetition penalty)
+    std::vector<int32_t> order;    // logprobs: scratch for the top-k (vocab entries)
     int prefilled = 0;             // prompt tokens already in the cache
     int position = 0;              // position of `next` once it is fed back
     int32_t next = 0;              // last sampled token, not yet in the cache
