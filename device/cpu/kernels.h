@@ -50,6 +50,9 @@ bool IsTensorOp(const std::string& type);
 bool IsNnOp(const std::string& type);
 bool IsAttentionOp(const std::string& type);
 
+// Tests only: CachedAttention runs its portable loops even where AVX-512 exists.
+void SetCachedAttentionPortableForTesting(bool portable);
+
 // CachedAttention's scalar score ops, applied in order to q·k before the mask (attribute
 // "score_ops"; "score_args" holds each op's float constant as its IEEE-754 bits, 0 for Tanh).
 enum class ScoreOp : int64_t { kDiv = 1, kMul = 2, kTanh = 3 };

@@ -7,6 +7,7 @@
 // the same tokens as running a request alone).
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -25,6 +26,10 @@ namespace {
 using qeff::v1::Op;
 
 constexpr int kMaxScoreOps = 16;
+
+std::atomic<bool> force_portable{false};
+
+bool UseAvx512() { return CpuHasAvx512() && !force_portable.load(std::memory_order_relaxed); }
 
 struct ScoreStep {
   ScoreOp op;
@@ -175,7 +180,7 @@ QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, con
 void Scores(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n, int64_t D,
             float* sc, int64_t stride) {
 #if defined(__x86_64__)
-  if (CpuHasAvx512()) return ScoresAvx512(qg, G, kbase, keys, n, D, sc, stride);
+  if (UseAvx512()) return ScoresAvx512(qg, G, kbase, keys, n, D, sc, stride);
 #endif
   ScoresScalar(qg, G, kbase, keys, n, D, sc, stride);
 }
@@ -183,7 +188,7 @@ void Scores(const float* const* qg, int64_t G, const float* kbase, const int32_t
 void Accumulate(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys, int64_t n,
                 int64_t D, float* const* out) {
 #if defined(__x86_64__)
-  if (CpuHasAvx512()) return AccumulateAvx512(p, stride, G, vbase, keys, n, D, out);
+  if (UseAvx512()) return AccumulateAvx512(p, stride, G, vbase, keys, n, D, out);
 #endif
   AccumulateScalar(p, stride, G, vbase, keys, n, D, out);
 }
@@ -342,9 +347,24 @@ absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, con
     static thread_local Scratch scratch;
     for (int64_t t = t0; t < t1; ++t) RunTask(*jp, t, scratch);
   };
-  // Upper bound on the work (every key unmasked): small calls are not worth waking the pool.
-  const int64_t work = tasks * job.G * job.C * job.D;
-  if (pool != nullptr && tasks > 1 && work >= (int64_t{1} << 16)) {
+  // Size the call by the widest unmasked span of any row. Decode is bound by reading the cache
+  // rows (which the weights have evicted from cache), prefill by the arithmetic. Below ~1 MB /
+  // 4 MFLOP (tens of µs on one core) the pool saves a few µs when idle but costs milliseconds
+  // when a worker has been descheduled, so small calls stay on the calling thread.
+  int64_t span = 0;
+  for (int64_t b = 0; b < (job.mask_b_stride ? B : 1); ++b) {
+    for (int64_t s = 0; s < (job.mask_s_stride ? job.S : 1); ++s) {
+      const uint8_t* m = job.mask + b * job.mask_b_stride + s * job.mask_s_stride;
+      const void* first = std::memchr(m, 0, static_cast<size_t>(job.C));
+      if (first == nullptr) continue;
+      const int64_t lo = static_cast<const uint8_t*>(first) - m;
+      const int64_t hi = static_cast<const uint8_t*>(memrchr(m, 0, static_cast<size_t>(job.C))) - m;
+      span = std::max(span, hi - lo + 1);
+    }
+  }
+  const int64_t cache_bytes = B * job.Hkv * span * job.D * 2 * static_cast<int64_t>(sizeof(float));
+  const int64_t flops = tasks * job.G * span * job.D * 4;
+  if (pool != nullptr && tasks > 1 && (cache_bytes >= (int64_t{1} << 20) || flops >= (int64_t{1} << 22))) {
     pool->ParallelFor(tasks, 1, body);
   } else {
     body(0, tasks);
@@ -353,6 +373,8 @@ absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, con
 }
 
 }  // namespace
+
+void SetCachedAttentionPortableForTesting(bool portable) { force_portable.store(portable); }
 
 bool IsAttentionOp(const std::string& type) { return type == "CachedAttention"; }
 

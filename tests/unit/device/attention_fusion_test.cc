@@ -22,6 +22,8 @@
 #include "device/session.h"
 #include "qeff/v1/program.pb.h"
 #include "services/compiler/compiler.h"
+#include "services/compiler/ir.h"
+#include "services/compiler/passes.h"
 #include "services/exporter/exporter.h"
 
 namespace qeff {
@@ -154,6 +156,66 @@ TEST_P(AttentionFusionTest, ContinuousBatchingFusesWithBatchIndex) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, AttentionFusionTest,
                          ::testing::Values("gpt2", "llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2"),
                          [](const auto& info) { return info.param; });
+
+// CtxGatherCB over every slot is not a view of the cache: its rows come from batch_index at run
+// time. CtxScatterCB into a retained-state buffer is written in place.
+TEST(ContinuousBatchingPasses, GatherCBStaysAKernelAndScatterCBIsInPlace) {
+  compiler::IrGraph g;
+  const device::Shape cache = {3, 2, 5, 4};
+  compiler::IrValue state;
+  state.name = "past_key.0";
+  state.dtype = qeff::v1::F32;
+  state.shape = cache;
+  state.state = 0;
+  const int sv = g.AddValue(state);
+  g.states.push_back({"past_key.0", "past_key.0_RetainedState", qeff::v1::F32, cache, sv});
+  auto input = [&](const std::string& name, device::DType dt, device::Shape shape) {
+    compiler::IrValue v;
+    v.name = name;
+    v.dtype = dt;
+    v.shape = std::move(shape);
+    v.host_input = true;
+    const int i = g.AddValue(v);
+    g.inputs.emplace_back(name, i);
+    return i;
+  };
+  const int bi = input("batch_index", qeff::v1::I64, {2, 1});
+  const int pos = input("position_ids", qeff::v1::I64, {2, 1});
+  const int upd = input("k", qeff::v1::F32, {2, 2, 1, 4});
+  auto slots = compiler::ConstTensor::Allocate(qeff::v1::I64, {1, 1, 5});
+  for (int i = 0; i < 5; ++i) reinterpret_cast<int64_t*>(slots->mutable_data())[i] = i;
+  compiler::IrValue idx;
+  idx.name = "ctx_indices";
+  idx.dtype = qeff::v1::I64;
+  idx.shape = {1, 1, 5};
+  idx.constant = slots;
+  const int iv = g.AddValue(idx);
+  auto node = [&](const std::string& type, std::vector<int> in, device::Shape shape) {
+    compiler::IrValue v;
+    v.name = type + ":out";
+    v.dtype = qeff::v1::F32;
+    v.shape = std::move(shape);
+    v.producer = static_cast<int>(g.nodes.size());
+    const int o = g.AddValue(v);
+    compiler::IrNode n;
+    n.op.set_type(type);
+    n.in = std::move(in);
+    n.out = {o};
+    g.nodes.push_back(n);
+    return o;
+  };
+  const int scattered = node("CtxScatterCB", {sv, bi, pos, upd}, cache);
+  const int gathered = node("CtxGatherCB", {scattered, bi, iv}, {2, 2, 5, 4});
+  g.outputs.emplace_back("gathered", gathered);
+  g.outputs.emplace_back("past_key.0_RetainedState", scattered);
+  compiler::ElideFullGather(g);
+  compiler::RetainState(g);
+  compiler::EliminateDeadCode(g);
+  EXPECT_EQ(g.nodes[1].op.type(), "CtxGatherCB");
+  EXPECT_FALSE(compiler::IsView(g, g.nodes[1]));
+  EXPECT_EQ(g.Root(scattered), sv) << "CtxScatterCB writes the state buffer in place";
+  for (const auto& n : g.nodes) EXPECT_NE(n.op.type(), "Copy");
+}
 
 // ---- continuous batching end to end: batched decode == each request alone -------------------
 

@@ -242,7 +242,13 @@ absl::Status RunCase(const Case& c, Inputs& in, const Op& op, std::vector<float>
   return RunKernel(op, ins, {Ref(out, {c.B, Hq, c.S, c.D})}, pool);
 }
 
-TEST(CachedAttentionKernel, MatchesReferenceOnOddShapes) {
+class CachedAttentionKernel : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { SetCachedAttentionPortableForTesting(GetParam()); }
+  void TearDown() override { SetCachedAttentionPortableForTesting(false); }
+};
+
+TEST_P(CachedAttentionKernel, MatchesReferenceOnOddShapes) {
   std::mt19937 rng(42);
   ThreadPool pool(3);
   const int64_t dims[] = {1, 5, 16, 23, 40, 64, 72, 130};
@@ -289,7 +295,7 @@ TEST(CachedAttentionKernel, MatchesReferenceOnOddShapes) {
 
 // A row's bits depend only on its own q, mask row and cache rows: not on the batch, the other
 // rows, ctx_len or which cache slot holds it (continuous batching = running alone).
-TEST(CachedAttentionKernel, RowResultIndependentOfBatchAndContextLength) {
+TEST_P(CachedAttentionKernel, RowResultIndependentOfBatchAndContextLength) {
   std::mt19937 rng(7);
   ThreadPool pool(2);
   for (int iter = 0; iter < 40; ++iter) {
@@ -327,7 +333,29 @@ TEST(CachedAttentionKernel, RowResultIndependentOfBatchAndContextLength) {
   }
 }
 
-TEST(CachedAttentionKernel, RejectsBadBatchIndexAndShapes) {
+// Calls big enough to go to the pool (a long decode, a prefill chunk): same bits as one thread.
+TEST_P(CachedAttentionKernel, PoolGivesTheSameBitsOnLargeCalls) {
+  std::mt19937 rng(11);
+  ThreadPool pool(3);
+  for (const Case& c : {Case{2, 4, 2, 1, 64, 2048, true, true, 0, 1}, Case{1, 3, 3, 24, 80, 600, false, true, 1, 3}}) {
+    Inputs in = MakeInputs(c, rng);
+    // Rows start late in the context so the unmasked spans are long.
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t s = 0; s < c.S; ++s)
+        for (int64_t j = 0; j < c.C; ++j) in.mask[(b * c.S + s) * c.C + j] = j > c.C - c.S + s;
+    const auto steps = ScoreSteps(c.score_kind, c.D);
+    const Op op = AttentionOp(c.G, steps);
+    std::vector<float> one, many;
+    ASSERT_TRUE(RunCase(c, in, op, one, nullptr).ok());
+    ASSERT_TRUE(RunCase(c, in, op, many, &pool).ok());
+    ASSERT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float)));
+    std::vector<bool> empty_rows;
+    const auto want = Reference(c, in.q, in.k, in.v, in.mask, in.rows, steps, &empty_rows);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(many[i], want[i], 2e-5 + 2e-5 * std::fabs(want[i])) << i;
+  }
+}
+
+TEST_P(CachedAttentionKernel, RejectsBadBatchIndexAndShapes) {
   std::mt19937 rng(3);
   Case c{2, 1, 2, 1, 8, 6, true, true, 0, 0};
   Inputs in = MakeInputs(c, rng);
@@ -345,6 +373,10 @@ TEST(CachedAttentionKernel, RejectsBadBatchIndexAndShapes) {
   // Head count not groups x kv heads.
   EXPECT_EQ(RunCase(c, in, AttentionOp(3, {}), out, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
+
+// AVX-512 where the cpu has it (dispatched at run time), and the portable loops.
+INSTANTIATE_TEST_SUITE_P(Isa, CachedAttentionKernel, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Portable" : "Native"; });
 
 }  // namespace
 }  // namespace qeff::device
