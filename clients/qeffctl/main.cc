@@ -17,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "clients/qeffctl/chat_template_command.h"
 #include "clients/qeffctl/client.h"
 #include "clients/qeffctl/prompt_batch.h"
 #include "clients/qeffctl/tokenize_command.h"
@@ -310,6 +311,12 @@ int main(int argc, char** argv) {
   tok_cmd->add_option("--tokenizer", tokenizer_dir, "folder with tokenizer.json (or vocab.json + merges.txt)")->required();
   tok_cmd->add_option("--jsonl", jsonl, "file of {\"text\", \"add_special_tokens\"} lines");
   tok_cmd->add_option("--text", text, "one text");
+  auto* chat_cmd = app.add_subcommand("chat-template", "render a tokenizer folder's chat template locally (no server)");
+  std::string chat_now;
+  chat_cmd->add_option("--tokenizer", tokenizer_dir, "folder with tokenizer_config.json")->required();
+  chat_cmd->add_option("--jsonl", jsonl, "file of {\"messages\", \"tools\", \"add_generation_prompt\", \"kwargs\"} lines")
+      ->required();
+  chat_cmd->add_option("--now", chat_now, "freeze strftime_now, e.g. \"2025-01-15 14:30:00\"");
   auto* cache_cmd = app.add_subcommand("cache", "inspect the local artifact cache");
   cache_cmd->require_subcommand(1);
   cache_cmd->add_option("--cache-dir", cache_dir, "default $QEFF_CACHE or ~/.cache/qeff");
@@ -453,6 +460,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     return RunTokenizeCommand(tokenizer_dir, jsonl, text, std::cout, std::cerr);
+  } else if (*chat_cmd) {
+    return RunChatTemplateCommand(tokenizer_dir, jsonl, chat_now, std::cout, std::cerr);
   } else if (*cache_cmd) {
     auto store = qeff::artifacts::Store::Open(cache_dir.empty() ? qeff::artifacts::DefaultCacheRoot()
                                                                  : std::filesystem::path(cache_dir));

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include <chrono>
@@ -19,6 +20,8 @@ namespace qeff::rpc {
 namespace {
 
 int g_signal_pipe[2] = {-1, -1};
+std::atomic<bool> g_shutdown_requested{false};
+std::atomic<bool> g_pipe_ready{false};
 
 void OnTerminationSignal(int sig) {
   const unsigned char b = static_cast<unsigned char>(sig);
@@ -37,6 +40,11 @@ bool InstallTerminationHandler() {
 
 }  // namespace
 
+void RequestShutdown() {
+  g_shutdown_requested.store(true);
+  if (g_pipe_ready.load()) OnTerminationSignal(SIGTERM);
+}
+
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
@@ -52,6 +60,8 @@ int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& servi
     spdlog::error("cannot install the SIGTERM handler");
     return 2;
   }
+  g_pipe_ready.store(true);
+  if (g_shutdown_requested.load()) OnTerminationSignal(SIGTERM);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -73,11 +83,12 @@ int RunServer(const ServerConfig& config, const std::vector<ServiceEntry>& servi
   std::fflush(stdout);
   spdlog::info("serving {} service(s) on {}:{} cache={}", services.size(), host, port, config.cache_dir);
 
-  std::thread waiter([&server] {
+  std::thread waiter([&server, &config] {
     unsigned char sig = 0;
     while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
     }
     spdlog::info("signal {}: draining calls and stopping", sig);
+    if (config.on_stop) config.on_stop();
     server->GetHealthCheckService()->SetServingStatus(false);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   });

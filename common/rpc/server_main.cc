@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+
 namespace qeff::rpc {
 
 int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services,
@@ -23,6 +25,8 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   int max_queued = 64, max_slots = 0;
+  std::string http_listen, metrics_listen;
+  std::vector<std::string> serve;
   if (runner) {
     app.add_option("--max-queued-requests", max_queued,
                    "generation requests per model that may wait for a KV slot; more get RESOURCE_EXHAUSTED")
@@ -32,10 +36,20 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
                    "KV slots each model uses at most (0 = all of its qpc's full_batch_size)")
         ->check(CLI::Range(0, 4096))
         ->capture_default_str();
+    app.add_option("--http-listen", http_listen,
+                   "host:port of the OpenAI-compatible HTTP API (/v1/..., /health, /metrics); off by default; "
+                   "port 0 = pick a free port, printed as 'http listening on HOST:PORT'");
+    app.add_option("--metrics-listen", metrics_listen,
+                   "host:port serving only Prometheus /metrics (for gRPC-only deployments); off by default");
+    app.add_option("--serve", serve,
+                   "export, compile and load a model at start-up (repeatable): "
+                   "'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]'")
+        ->take_all()
+        ->allow_extra_args(false);
   }
   CLI11_PARSE(app, argc, argv);
 
-  // Logs go to stderr; stdout carries only the "listening on" line that scripts read.
+  // Logs go to stderr; stdout carries only the "listening on" lines that scripts read.
   spdlog::set_default_logger(spdlog::stderr_color_mt(program_name));
   spdlog::set_level(spdlog::level::from_str(log_level));
   auto store = artifacts::Store::Open(config.cache_dir);
@@ -46,9 +60,30 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
   int removed = store->CollectGarbage();
   if (removed > 0) spdlog::info("removed {} staging leftover(s) from {}/tmp", removed, config.cache_dir);
 
+  std::vector<std::function<void()>> on_stop;
+  auto stop_all = [&on_stop] {
+    for (auto& f : on_stop) f();
+    on_stop.clear();
+  };
+  std::atomic<bool> failed{false};
+  auto fail = [&failed](absl::Status) {
+    failed.store(true);
+    RequestShutdown();
+  };
   std::vector<std::shared_ptr<void>> owned;
-  std::vector<ServiceEntry> services = make_services(ServerContextArgs{&*store, threads, max_queued, max_slots}, owned);
-  return RunServer(config, services);
+  auto services = make_services(ServerContextArgs{&*store, threads, max_queued, max_slots, http_listen,
+                                                  metrics_listen, serve, &on_stop, fail},
+                                owned);
+  if (!services.ok()) {
+    spdlog::error("{}", std::string(services.status().message()));
+    stop_all();
+    return 2;
+  }
+  config.on_stop = stop_all;
+  const int rc = RunServer(config, *services);
+  // Also when the gRPC port could not be bound: nothing may run while `owned` goes away.
+  stop_all();
+  return rc == 0 && failed.load() ? 1 : rc;
 }
 
 }  // namespace qeff::rpc

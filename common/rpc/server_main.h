@@ -2,6 +2,8 @@
 //
 //   <binary> --listen ADDR --cache-dir DIR [--threads N] [--max-message-mb N] [--log-level L]
 //   runners also: [--max-queued-requests N] [--max-active-slots N]
+//                 [--http-listen HOST:PORT] [--metrics-listen HOST:PORT]
+//                 [--serve 'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]']...
 #pragma once
 
 #include <functional>
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/artifacts/store.h"
 #include "common/rpc/server.h"
 
@@ -21,10 +24,21 @@ struct ServerContextArgs {
   // model uses (0 = all its qpc has).
   int max_queued_requests;
   int max_active_slots;
+  // Runners: the OpenAI-compatible HTTP API (empty = off), a /metrics-only listener for
+  // gRPC-only deployments (empty = off), and the --serve specs (unparsed; the runner validates).
+  std::string http_listen;
+  std::string metrics_listen;
+  std::vector<std::string> serve;
+  // Hooks run on SIGTERM/SIGINT (and when start-up fails) before the gRPC server drains, in order.
+  std::vector<std::function<void()>>* on_stop;
+  // A failure after start-up that should end the process (a --serve model that cannot be
+  // loaded): logged by the caller, then the server stops as on SIGTERM and exits with 1.
+  std::function<void(absl::Status)> fail;
 };
 
-// Creates the services to serve; they must outlive the call (keep them in `owned`).
-using ServiceFactory = std::function<std::vector<ServiceEntry>(
+// Creates the services to serve; they must outlive the call (keep them in `owned`). An error
+// (e.g. a bad --serve spec, an HTTP port in use) ends the process before it listens.
+using ServiceFactory = std::function<absl::StatusOr<std::vector<ServiceEntry>>(
     const ServerContextArgs& args, std::vector<std::shared_ptr<void>>& owned)>;
 
 // `runner`: the binary serves the Runner, so it takes the runner's flags.

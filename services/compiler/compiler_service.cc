@@ -6,7 +6,6 @@
 #include "common/rpc/progress.h"
 #include "common/rpc/server.h"
 #include "common/util/hash.h"
-#include "services/compiler/compiler.h"
 
 namespace qeff::compiler {
 namespace fs = std::filesystem;
@@ -20,22 +19,22 @@ constexpr const char* kCarriedFiles[] = {"tokenizer.json", "tokenizer_config.jso
 
 }  // namespace
 
-grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::v1::CompileRequest* request,
-                                      grpc::ServerWriter<qeff::v1::CompileEvent>* writer) {
-  auto export_dir = store_->Find(artifacts::Kind::kExport, request->export_key());
-  if (!export_dir.ok()) return rpc::ToGrpc(export_dir.status());
-  auto export_manifest = store_->ReadManifest(artifacts::Kind::kExport, request->export_key());
-  if (!export_manifest.ok()) return rpc::ToGrpc(export_manifest.status());
+absl::StatusOr<qeff::v1::CompileResult> CompileToStore(artifacts::Store& store, const qeff::v1::CompileRequest& request,
+                                                       const ProgressFn& progress) {
+  auto export_dir = store.Find(artifacts::Kind::kExport, request.export_key());
+  if (!export_dir.ok()) return export_dir.status();
+  auto export_manifest = store.ReadManifest(artifacts::Kind::kExport, request.export_key());
+  if (!export_manifest.ok()) return export_manifest.status();
 
   CompileOptions options;
-  if (!request->target().empty()) options.target = request->target();
-  if (request->batch_size() != 0) options.batch_size = request->batch_size();
-  if (request->prefill_seq_len() != 0) options.prefill_seq_len = request->prefill_seq_len();
-  if (request->ctx_len() != 0) options.ctx_len = request->ctx_len();
-  options.num_cores = request->num_cores();
-  if (!request->weight_dtype().empty()) options.weight_dtype = request->weight_dtype();
-  options.full_batch_size = request->full_batch_size();
-  if (absl::Status st = ValidateOptions(options); !st.ok()) return rpc::ToGrpc(st);
+  if (!request.target().empty()) options.target = request.target();
+  if (request.batch_size() != 0) options.batch_size = request.batch_size();
+  if (request.prefill_seq_len() != 0) options.prefill_seq_len = request.prefill_seq_len();
+  if (request.ctx_len() != 0) options.ctx_len = request.ctx_len();
+  options.num_cores = request.num_cores();
+  if (!request.weight_dtype().empty()) options.weight_dtype = request.weight_dtype();
+  options.full_batch_size = request.full_batch_size();
+  if (absl::Status st = ValidateOptions(options); !st.ok()) return st;
 
   // num_cores only sizes the runtime thread pool; it does not change the program's bytes, but it
   // is recorded in the manifest and therefore part of the key, like QEfficient's compile hash.
@@ -49,17 +48,15 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
   util::Hasher hasher;
   hasher.Field("qeff-qpc");
   hasher.Field(std::to_string(kCompilerFormatVersion));
-  hasher.Field(request->export_key());
+  hasher.Field(request.export_key());
   hasher.Field(options_json.dump());
   const std::string key = hasher.Hex();
 
-  auto published = store_->GetOrBuild(
+  auto published = store.GetOrBuild(
       artifacts::Kind::kQpc, key,
       [&](const fs::path& staging) -> absl::StatusOr<nlohmann::json> {
-        spdlog::info("compile {} from export {}", key, request->export_key());
-        auto s = CompileModel(*export_dir, options, staging,
-                              [&](const std::string& stage, const std::string& message, int64_t done,
-                                  int64_t total) { rpc::WriteProgress(writer, stage, message, done, total); });
+        spdlog::info("compile {} from export {}", key, request.export_key());
+        auto s = CompileModel(*export_dir, options, staging, progress);
         if (!s.ok()) return s.status();
         for (const char* name : kCarriedFiles) {
           std::error_code ec;
@@ -78,19 +75,18 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
         }
         return nlohmann::json{{"producer", "qeff-compiler"},
                               {"format_version", kCompilerFormatVersion},
-                              {"export_key", request->export_key()},
+                              {"export_key", request.export_key()},
                               {"architecture", export_manifest->value("architecture", "")},
                               {"options", options_json},
                               {"specializations", specs},
                               {"command", s->command},
                               {"details", s->manifest_extra}};
       },
-      [&] { rpc::WriteProgress(writer, "wait", "another request is compiling this qpc; waiting", 0, 0); });
-  if (!published.ok()) return rpc::ToGrpc(published.status());
-  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "compile cancelled");
+      [&] { progress("wait", "another request is compiling this qpc; waiting", 0, 0); });
+  if (!published.ok()) return published.status();
 
-  qeff::v1::CompileEvent ev;
-  auto* r = ev.mutable_result();
+  qeff::v1::CompileResult result;
+  auto* r = &result;
   r->mutable_artifact()->set_kind("qpc");
   r->mutable_artifact()->set_key(key);
   r->mutable_artifact()->set_path(published->path.string());
@@ -106,6 +102,19 @@ grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::
   for (const auto& c : published->manifest.value("command", nlohmann::json::array())) {
     if (c.is_string()) r->add_command(c.get<std::string>());
   }
+  return result;
+}
+
+grpc::Status CompilerService::Compile(grpc::ServerContext* context, const qeff::v1::CompileRequest* request,
+                                      grpc::ServerWriter<qeff::v1::CompileEvent>* writer) {
+  auto result = CompileToStore(*store_, *request,
+                               [&](const std::string& stage, const std::string& message, int64_t done, int64_t total) {
+                                 rpc::WriteProgress(writer, stage, message, done, total);
+                               });
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "compile cancelled");
+  qeff::v1::CompileEvent ev;
+  *ev.mutable_result() = std::move(*result);
   writer->Write(ev);
   return grpc::Status::OK;
 }

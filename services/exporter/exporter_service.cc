@@ -7,43 +7,40 @@
 #include "common/rpc/progress.h"
 #include "common/rpc/server.h"
 #include "common/util/hash.h"
-#include "services/exporter/exporter.h"
 
 namespace qeff::exporter {
-grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v1::ExportRequest* request,
-                                     grpc::ServerWriter<qeff::v1::ExportEvent>* writer) {
-  if (request->model().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "ExportRequest.model is empty: pass a HF model folder or an org/name hub id");
+
+absl::StatusOr<qeff::v1::ExportResult> ExportToStore(artifacts::Store& store, const qeff::v1::ExportRequest& request,
+                                                     const ProgressFn& progress) {
+  if (request.model().empty()) {
+    return absl::InvalidArgumentError("ExportRequest.model is empty: pass a HF model folder or an org/name hub id");
   }
-  std::string revision = request->revision().empty() ? "main" : request->revision();
-  auto dir = hf::ResolveModel(request->model(), revision);
-  if (!dir.ok()) return rpc::ToGrpc(dir.status());
+  std::string revision = request.revision().empty() ? "main" : request.revision();
+  auto dir = hf::ResolveModel(request.model(), revision);
+  if (!dir.ok()) return dir.status();
   auto folder = hf::ModelFolder::Open(*dir);
-  if (!folder.ok()) return rpc::ToGrpc(folder.status());
+  if (!folder.ok()) return folder.status();
 
   ExportOptions options;
-  options.continuous_batching = request->options().continuous_batching();
-  options.fp16_clip = request->options().fp16_clip();
+  options.continuous_batching = request.options().continuous_batching();
+  options.fp16_clip = request.options().fp16_clip();
   nlohmann::json options_json = {{"continuous_batching", options.continuous_batching},
                                  {"fp16_clip", options.fp16_clip}};
 
-  rpc::WriteProgress(writer, "hash-inputs", "hashing config, weights and tokenizer files", 0, 0);
+  progress("hash-inputs", "hashing config, weights and tokenizer files", 0, 0);
   util::Hasher hasher;
   hasher.Field("qeff-export");
   hasher.Field(std::to_string(kExportFormatVersion));
   hasher.Field(options_json.dump());
   absl::Status hashed = folder->HashInputs(hasher);
-  if (!hashed.ok()) return rpc::ToGrpc(hashed);
+  if (!hashed.ok()) return hashed;
   const std::string key = hasher.Hex();
 
-  auto published = store_->GetOrBuild(
+  auto published = store.GetOrBuild(
       artifacts::Kind::kExport, key,
       [&](const std::filesystem::path& staging) -> absl::StatusOr<nlohmann::json> {
         spdlog::info("export {} from {}", key, dir->string());
-        auto s = ExportModel(*folder, options, staging,
-                             [&](const std::string& stage, const std::string& message, int64_t done,
-                                 int64_t total) { rpc::WriteProgress(writer, stage, message, done, total); });
+        auto s = ExportModel(*folder, options, staging, progress);
         if (!s.ok()) return s.status();
         // The config travels with the export (and on into the qpc) so later stages need only the cache.
         std::vector<std::string> carried = hf::TokenizerFileNames();
@@ -65,19 +62,30 @@ grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v
                             {"details", s->manifest_extra}};
         return m;
       },
-      [&] { rpc::WriteProgress(writer, "wait", "another request is exporting this model; waiting", 0, 0); });
-  if (!published.ok()) return rpc::ToGrpc(published.status());
-  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
+      [&] { progress("wait", "another request is exporting this model; waiting", 0, 0); });
+  if (!published.ok()) return published.status();
 
+  qeff::v1::ExportResult r;
+  r.mutable_artifact()->set_kind("export");
+  r.mutable_artifact()->set_key(key);
+  r.mutable_artifact()->set_path(published->path.string());
+  r.set_cache_hit(published->cache_hit);
+  r.set_architecture(published->manifest.value("architecture", ""));
+  r.set_num_layers(published->manifest.value("num_layers", 0));
+  r.set_num_parameters(published->manifest.value("num_parameters", int64_t{0}));
+  return r;
+}
+
+grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v1::ExportRequest* request,
+                                     grpc::ServerWriter<qeff::v1::ExportEvent>* writer) {
+  auto result = ExportToStore(*store_, *request,
+                              [&](const std::string& stage, const std::string& message, int64_t done, int64_t total) {
+                                rpc::WriteProgress(writer, stage, message, done, total);
+                              });
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
   qeff::v1::ExportEvent ev;
-  auto* r = ev.mutable_result();
-  r->mutable_artifact()->set_kind("export");
-  r->mutable_artifact()->set_key(key);
-  r->mutable_artifact()->set_path(published->path.string());
-  r->set_cache_hit(published->cache_hit);
-  r->set_architecture(published->manifest.value("architecture", ""));
-  r->set_num_layers(published->manifest.value("num_layers", 0));
-  r->set_num_parameters(published->manifest.value("num_parameters", int64_t{0}));
+  *ev.mutable_result() = std::move(*result);
   writer->Write(ev);
   return grpc::Status::OK;
 }

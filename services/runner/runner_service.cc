@@ -1,5 +1,6 @@
 #include "services/runner/runner_service.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
@@ -7,6 +8,7 @@
 #include "common/rpc/server.h"
 #include "services/runner/completion.h"
 #include "services/runner/embedder.h"
+#include "services/runner/metrics.h"
 
 namespace qeff::runner {
 namespace {
@@ -147,9 +149,29 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   options.stop.assign(req->stop().begin(), req->stop().end());
   options.include_stop_str_in_output = req->include_stop_str_in_output();
 
+  const int n = options.n;
   auto completion = Completion::Start(*m.scheduler, m.tokenizer.get(), std::move(options));
   if (!completion.ok()) return rpc::ToGrpc(completion.status());
   Completion& c = **completion;
+  // One metrics record per choice, whatever way it ends.
+  static std::atomic<uint64_t> next_id{0};
+  const std::string request_id = absl::StrCat("grpc-", next_id.fetch_add(1));
+  std::vector<RequestRecord> records(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    records[i].request_id = n == 1 ? request_id : absl::StrCat(request_id, "-", i);
+    records[i].model = m.model_id;
+    records[i].frontend = "grpc";
+    records[i].prompt_tokens = static_cast<int>(prompt_ids.size());
+  }
+  std::vector<bool> recorded(static_cast<size_t>(n), false);
+  auto record_rest = [&](const absl::Status& status) {
+    for (int i = 0; i < n; ++i) {
+      if (recorded[i]) continue;
+      records[i].status = status;
+      records[i].finish_reason = "abort";
+      Metrics::Global().RecordRequest(records[i]);
+    }
+  };
   // Only this thread waits on the client: the scheduler hands tokens over through the request's
   // buffer and never blocks on a slow or vanished reader.
   std::vector<CompletionChunk> chunks;
@@ -159,12 +181,23 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
     more = c.Next(&chunks, std::chrono::milliseconds(20));
     if (context->IsCancelled()) {
       const bool expired = context->deadline() <= std::chrono::system_clock::now();
-      c.Cancel(expired ? absl::DeadlineExceededError("the call's deadline passed")
-                       : absl::CancelledError("the client cancelled the generation"));
+      const absl::Status why = expired ? absl::DeadlineExceededError("the call's deadline passed")
+                                       : absl::CancelledError("the client cancelled the generation");
+      c.Cancel(why);
+      record_rest(why);
       return expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed")
                      : grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the generation");
     }
     for (const CompletionChunk& chunk : chunks) {
+      RequestRecord& rec = records[chunk.index];
+      rec.generated_tokens += static_cast<int>(chunk.tokens.size());
+      rec.token_times.insert(rec.token_times.end(), chunk.token_times.begin(), chunk.token_times.end());
+      if (chunk.done) {
+        rec.finish_reason = chunk.finish_reason;
+        rec.stats = chunk.stats;
+        Metrics::Global().RecordRequest(rec);
+        recorded[chunk.index] = true;
+      }
       qeff::v1::GenerateEvent ev;
       ev.set_index(chunk.index);
       for (int32_t t : chunk.tokens) ev.add_token_ids(t);
@@ -197,10 +230,12 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
       }
       if (!writer->Write(ev)) {
         c.Cancel(absl::CancelledError("the client went away"));
+        record_rest(absl::CancelledError("the client went away"));
         return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
     }
   }
+  if (!c.status().ok()) record_rest(c.status());
   return rpc::ToGrpc(c.status());
 }
 

@@ -37,7 +37,9 @@ std::string Binary(const std::string& name) {
 CommandResult RunCommand(const std::vector<std::string>& args) {
   CommandResult r;
   int out[2], err[2];
-  if (::pipe(out) != 0 || ::pipe(err) != 0) return r;
+  // O_CLOEXEC: a child spawned by another thread meanwhile must not inherit these pipes (it would
+  // keep them open and stall this read); dup2 clears the flag on the child's 1 and 2.
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return r;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
@@ -81,7 +83,7 @@ CommandResult RunCommand(const std::vector<std::string>& args) {
 
 bool ServerProcess::Start(const std::string& binary, const std::string& cache_dir, std::vector<std::string> extra) {
   int out[2];
-  if (::pipe(out) != 0) return false;
+  if (::pipe2(out, O_CLOEXEC) != 0) return false;
   std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--cache-dir", cache_dir};
   args.insert(args.end(), extra.begin(), extra.end());
   posix_spawn_file_actions_t fa;
