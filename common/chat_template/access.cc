@@ -566,10 +566,12 @@ ValueList Iterate(Interp& in, const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined:
       return {};
-    case Kind::kList:
-      if (const std::string* error = v.deferred_error()) ThrowType(*error);
+    case Kind::kList: {
+      int kind = 0;
+      if (const std::string* error = v.deferred_error(&kind)) throw TemplateError(static_cast<ErrorKind>(kind), *error);
       in.Charge(8 * v.items().size());
       return v.items();
+    }
     case Kind::kDict: {
       ValueList keys;
       keys.reserve(v.dict().size());

@@ -137,7 +137,7 @@ Interp::~Interp() {
 
 std::string Interp::Render(const ast::Program& program, const Dict& context) {
   root_ = std::make_shared<Scope>(nullptr);
-  for (const auto& [k, v] : context.items()) root_->vars[k.ToStr()] = v;
+  for (const auto& [k, v] : context.items()) root_->Set(k.ToStr(), v);
   std::string out;
   Exec(program.body, root_, out);
   return out;
@@ -219,7 +219,7 @@ Interp::Flow Interp::ExecOne(const Stmt& s, const ScopePtr& scope, std::string& 
       case StmtKind::kMacro: {
         auto m = std::make_shared<MacroObject>(s.macro.get(), scope);
         Track(m);
-        scope->vars[s.macro->name] = Value::Obj(m);
+        scope->Set(s.macro->name, Value::Obj(m));
         return Flow::kNormal;
       }
       case StmtKind::kCallBlock: {
@@ -287,7 +287,7 @@ Interp::Flow Interp::RunLoop(const Stmt& s, const ScopePtr& scope, ValueList ite
     loop->index_ = i;
     auto iteration = std::make_shared<Scope>(scope);
     Assign(s.target, loop->items_[i], iteration);
-    iteration->vars["loop"] = Value::Obj(loop);
+    iteration->Set("loop", Value::Obj(loop));
     if (Exec(s.body, iteration, out) == Flow::kBreak) break;
   }
   return Flow::kNormal;
@@ -342,15 +342,15 @@ Value Interp::CallMacro(const MacroObject& m, CallArgs args) {
     } else {
       v = Value::Undefined("parameter '" + def.params[i] + "' was not provided");
     }
-    ms->vars[def.params[i]] = std::move(v);
+    ms->Set(def.params[i], std::move(v));
   }
-  if (def.uses_caller && !caller_is_param) ms->vars["caller"] = caller ? *caller : Value::Undefined("No caller defined");
+  if (def.uses_caller && !caller_is_param) ms->Set("caller", caller ? *caller : Value::Undefined("No caller defined"));
   if (def.uses_varargs) {
     ValueList rest;
     for (size_t i = n; i < args.args.size(); ++i) rest.push_back(args.args[i]);
-    ms->vars["varargs"] = Value::List(std::move(rest), true);
+    ms->Set("varargs", Value::List(std::move(rest), true));
   }
-  if (def.uses_kwargs) ms->vars["kwargs"] = Value::MakeDict(std::move(extra_kwargs));
+  if (def.uses_kwargs) ms->Set("kwargs", Value::MakeDict(std::move(extra_kwargs)));
   std::string buf;
   Exec(def.body, ms, buf);
   return Value::Str(std::move(buf));
@@ -359,7 +359,7 @@ Value Interp::CallMacro(const MacroObject& m, CallArgs args) {
 void Interp::Assign(const ast::Target& t, const Value& v, const ScopePtr& scope) {
   switch (t.kind) {
     case ast::Target::Kind::kName:
-      scope->vars[t.name] = v;
+      scope->Set(t.name, v);
       return;
     case ast::Target::Kind::kTuple: {
       ValueList items = Iterate(*this, v);
@@ -385,8 +385,7 @@ void Interp::Assign(const ast::Target& t, const Value& v, const ScopePtr& scope)
 
 Value Interp::Lookup(const std::string& name, const ScopePtr& scope) const {
   for (const Scope* s = scope.get(); s != nullptr; s = s->parent.get()) {
-    auto it = s->vars.find(name);
-    if (it != s->vars.end()) return it->second;
+    if (const Value* v = s->Find(name)) return *v;
   }
   Value g;
   if (LookupGlobal(name, &g)) return g;

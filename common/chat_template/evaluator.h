@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/chat_template/ast.h"
@@ -45,10 +45,27 @@ class Interp {
   void Track(std::shared_ptr<Object> o);
 
  private:
+  // A frame of variables. Frames are small (a loop iteration holds its target and `loop`), so a
+  // flat vector beats a hash map.
   struct Scope {
     std::shared_ptr<Scope> parent;
-    std::unordered_map<std::string, Value> vars;
+    std::vector<std::pair<std::string, Value>> vars;
     explicit Scope(std::shared_ptr<Scope> p) : parent(std::move(p)) {}
+    const Value* Find(const std::string& name) const {
+      for (const auto& kv : vars) {
+        if (kv.first == name) return &kv.second;
+      }
+      return nullptr;
+    }
+    void Set(const std::string& name, Value v) {
+      for (auto& kv : vars) {
+        if (kv.first == name) {
+          kv.second = std::move(v);
+          return;
+        }
+      }
+      vars.emplace_back(name, std::move(v));
+    }
   };
   using ScopePtr = std::shared_ptr<Scope>;
   enum class Flow { kNormal, kBreak, kContinue };

@@ -120,6 +120,7 @@ std::optional<double> ParsePyFloat(const std::string& text) {
 
 // Generator filters fail only when consumed; a non-iterable input gives a failing generator.
 std::optional<Value> LazyFailure(const Value& v) {
+  if (v.deferred_error() != nullptr) return v;  // pass an upstream failure along, still lazily
   switch (v.kind()) {
     case Kind::kList:
     case Kind::kDict:
@@ -127,7 +128,19 @@ std::optional<Value> LazyFailure(const Value& v) {
     case Kind::kUndefined:
       return std::nullopt;
     default:
-      return Value::FailingGenerator("'" + v.TypeName() + "' object is not iterable");
+      return Value::FailingGenerator(static_cast<int>(ErrorKind::kType), "'" + v.TypeName() + "' object is not iterable");
+  }
+}
+
+// Runs a generator filter's body now, but turns its error into a FailingGenerator: jinja2
+// would only raise it when the generator is consumed (resource limits still stop at once).
+template <typename F>
+Value Deferred(F&& body) {
+  try {
+    return body();
+  } catch (const TemplateError& e) {
+    if (e.kind() == ErrorKind::kLimit || e.kind() == ErrorKind::kRaised) throw;
+    return Value::FailingGenerator(static_cast<int>(e.kind()), e.message());
   }
 }
 
@@ -469,14 +482,15 @@ Value Reverse(Interp& in, const Value& v) {
   if (v.kind() == Kind::kList || v.is_dict() || v.is_undefined()) {
     ValueList items = Iterate(in, v);
     std::reverse(items.begin(), items.end());
-    // jinja2 returns reversed(value), an iterator.
-    return Value::Sequence(std::move(items), Seq::kGenerator);
+    // jinja2 returns reversed(value), an iterator, or a list when the value is not reversible.
+    return Value::Sequence(std::move(items), v.is_generator() ? Seq::kList : Seq::kGenerator);
   }
   ThrowType("argument to reversed() must be a sequence");
 }
 
 Value IntFilter(const Value& v, const CallArgs& args) {
   auto p = BindArgs("int", args, {{"default", Value::Int(0)}, {"base", Value::Int(10)}});
+  if (v.is_undefined()) ThrowUndefined(v.undefined_hint());  // Undefined.__int__ raises
   if (v.is_string()) {
     if (auto i = ParsePyInt(v.str(), static_cast<int>(ArgInt("int", p[1])))) return Value::Int(*i);
     if (auto f = ParsePyFloat(v.str())) {
@@ -496,6 +510,7 @@ Value IntFilter(const Value& v, const CallArgs& args) {
 
 Value FloatFilter(const Value& v, const CallArgs& args) {
   auto p = BindArgs("float", args, {{"default", Value::Float(0.0)}});
+  if (v.is_undefined()) ThrowUndefined(v.undefined_hint());  // Undefined.__float__ raises
   if (v.is_number()) return Value::Float(v.float_value());
   if (v.is_string()) {
     if (auto f = ParsePyFloat(v.str())) return Value::Float(*f);
@@ -553,7 +568,9 @@ Value TitleFilter(const Value& v) {
 
 Value Items(const Value& v) {
   if (v.is_undefined()) return Value::Sequence({}, Seq::kGenerator);
-  if (!v.is_dict()) return Value::FailingGenerator("Can only get item pairs from a mapping.");
+  if (!v.is_dict()) {
+    return Value::FailingGenerator(static_cast<int>(ErrorKind::kType), "Can only get item pairs from a mapping.");
+  }
   ValueList out;
   for (const auto& [k, val] : v.dict().items()) out.push_back(Value::List({k, val}, true));
   return Value::Sequence(std::move(out), Seq::kGenerator);
@@ -632,13 +649,23 @@ const std::unordered_map<std::string_view, FilterFn>& Filters() {
          auto p = BindArgs("default", a, {{"default_value", Value::Str("")}, {"boolean", Value::Bool(false)}});
          return v.is_undefined() || (p[1].Truthy() && !v.Truthy()) ? p[0] : v;
        }},
-      {"select", [](Interp& in, const Value& v, const CallArgs& a) { return SelectOrReject(in, v, a, true, false); }},
-      {"reject", [](Interp& in, const Value& v, const CallArgs& a) { return SelectOrReject(in, v, a, false, false); }},
+      {"select",
+       [](Interp& in, const Value& v, const CallArgs& a) {
+         return Deferred([&] { return SelectOrReject(in, v, a, true, false); });
+       }},
+      {"reject",
+       [](Interp& in, const Value& v, const CallArgs& a) {
+         return Deferred([&] { return SelectOrReject(in, v, a, false, false); });
+       }},
       {"selectattr",
-       [](Interp& in, const Value& v, const CallArgs& a) { return SelectOrReject(in, v, a, true, true); }},
+       [](Interp& in, const Value& v, const CallArgs& a) {
+         return Deferred([&] { return SelectOrReject(in, v, a, true, true); });
+       }},
       {"rejectattr",
-       [](Interp& in, const Value& v, const CallArgs& a) { return SelectOrReject(in, v, a, false, true); }},
-      {"map", Map},
+       [](Interp& in, const Value& v, const CallArgs& a) {
+         return Deferred([&] { return SelectOrReject(in, v, a, false, true); });
+       }},
+      {"map", [](Interp& in, const Value& v, const CallArgs& a) { return Deferred([&] { return Map(in, v, a); }); }},
       {"list",
        [](Interp& in, const Value& v, const CallArgs& a) { return BindArgs("list", a, {}), Value::List(Iterate(in, v)); }},
       {"string",
@@ -650,7 +677,7 @@ const std::unordered_map<std::string_view, FilterFn>& Filters() {
       {"items", [](Interp&, const Value& v, const CallArgs& a) { return BindArgs("items", a, {}), Items(v); }},
       {"dictsort", DictSort},
       {"sort", Sort},
-      {"unique", Unique},
+      {"unique", [](Interp& in, const Value& v, const CallArgs& a) { return Deferred([&] { return Unique(in, v, a); }); }},
       {"indent", Indent},
       {"safe",
        [](Interp&, const Value& v, const CallArgs& a) {
@@ -673,7 +700,7 @@ const std::unordered_map<std::string_view, FilterFn>& Filters() {
          if (v.is_integral()) return v.int_value() < 0 ? Negate(v) : Value::Int(v.int_value());
          ThrowType("bad operand type for abs(): '" + v.TypeName() + "'");
        }},
-      {"batch", Batch},
+      {"batch", [](Interp& in, const Value& v, const CallArgs& a) { return Deferred([&] { return Batch(in, v, a); }); }},
       {"sum", Sum},
       {"min", [](Interp& in, const Value& v, const CallArgs& a) { return MinMax(in, v, a, false); }},
       {"max", [](Interp& in, const Value& v, const CallArgs& a) { return MinMax(in, v, a, true); }},

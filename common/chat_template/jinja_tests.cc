@@ -22,10 +22,10 @@ void NoArgs(std::string_view name, const CallArgs& args) { BindArgs(name, args, 
 
 bool Odd(Interp& in, const Value& v, bool odd) {
   if (v.is_undefined()) ThrowUndefined(v.undefined_hint());
-  if (v.is_integral()) return (v.int_value() % 2 != 0) == odd;
-  if (v.is_float()) {
+  // jinja2: odd is `value % 2 == 1`, even is `value % 2 == 0` (2.5 is neither).
+  if (v.is_number()) {
     const Value m = BinaryOp(in, ast::BinOp::kMod, v, Value::Int(2));
-    return (m.float_value() == 1.0) == odd;
+    return m.float_value() == (odd ? 1.0 : 0.0);
   }
   ThrowType("unsupported operand type(s) for %: '" + v.TypeName() + "' and 'int'");
 }

@@ -99,14 +99,18 @@ class Lexer {
   bool At(size_t pos, std::string_view s) const { return src_.compare(pos, s.size(), s) == 0; }
 
   // jinja2's OptionalLStrip: `-` strips all whitespace before the tag; otherwise lstrip_blocks
-  // removes spaces and tabs between the start of the line and a block or comment tag.
+  // removes whitespace (Python's \s, so NBSP too) between the start of the line and a block or
+  // comment tag.
   std::string StripText(std::string text, char sign, bool is_variable) const {
     if (sign == '-') return pystr::Strip(text, std::nullopt, false, true);
     if (sign != '+' && !is_variable) {
       const size_t nl = text.rfind('\n');
       const size_t l_pos = nl == std::string::npos ? 0 : nl + 1;
-      if (l_pos > 0 || line_starting_) {
-        if (text.find_first_not_of(" \t", l_pos) == std::string::npos) text.erase(l_pos);
+      if ((l_pos > 0 || line_starting_) && l_pos < text.size()) {
+        const std::u32string tail = pystr::Decode(std::string_view(text).substr(l_pos));
+        bool all_space = true;
+        for (char32_t c : tail) all_space = all_space && pystr::IsSpace(c);
+        if (all_space) text.erase(l_pos);
       }
     }
     return text;
@@ -168,12 +172,23 @@ class Lexer {
       line_starting_ = src_[end - 1] == '\n';
       return;
     }
+    if (body >= src_.size()) {  // as for comments: nothing after the opener is not an error
+      pos_ = src_.size();
+      return;
+    }
     Fail("Missing end of raw directive", open);
   }
 
   void LexComment(size_t open, size_t content) {
     const size_t e = src_.find("#}", content);
-    if (e == std::string::npos) Fail("Missing end of comment tag", open);
+    if (e == std::string::npos) {
+      // jinja2 only notices an unclosed comment when some character follows the opener.
+      if (content >= src_.size()) {
+        pos_ = src_.size();
+        return;
+      }
+      Fail("Missing end of comment tag", open);
+    }
     size_t end = e + 2;
     const char before = e > content ? src_[e - 1] : 0;
     if (before == '-') {

@@ -281,6 +281,8 @@ Value BinaryOp(Interp& in, ast::BinOp op, const Value& a, const Value& b) {
     in.Charge(s.size() + t.size());
     return Value::Str(s + t);
   }
+  // str % Undefined is fine in Python: Undefined has __getitem__, so it counts as a mapping.
+  if (op == ast::BinOp::kMod && a.is_string()) return SameKind(a, PercentFormat(in, a.str(), b, a.is_markup()));
   FailIfUndefined(a, b);
   if (a.is_number() && b.is_number()) return Arith(in, op, a, b);
   switch (op) {
@@ -381,12 +383,16 @@ bool Contains(const Value& container, const Value& item) {
     case Kind::kString:
       if (!item.is_string()) ThrowType("'in <string>' requires string as left operand, not " + item.TypeName());
       return container.str().find(item.str()) != std::string::npos;
-    case Kind::kList:
-      if (const std::string* error = container.deferred_error()) ThrowType(*error);
+    case Kind::kList: {
+      int kind = 0;
+      if (const std::string* error = container.deferred_error(&kind)) {
+        throw TemplateError(static_cast<ErrorKind>(kind), *error);
+      }
       for (const Value& e : container.items()) {
         if (Equals(e, item)) return true;
       }
       return false;
+    }
     case Kind::kDict:
       if (!IsHashable(item)) ThrowType("unhashable type: '" + item.TypeName() + "'");
       return container.dict().Find(item) != nullptr;
@@ -470,7 +476,8 @@ std::string PercentFormat(Interp& in, const std::string& fmt, const Value& args,
     out += piece;
   }
   if (tuple && next_arg < args.items().size()) ThrowType("not all arguments converted during string formatting");
-  if (!tuple && !used_single && !used_mapping && !args.is_dict()) {
+  // Python treats any non-tuple with __getitem__ (dict, list) as a mapping: no surplus error.
+  if (!tuple && !used_single && !used_mapping && !args.is_dict() && !args.is_list() && !args.is_undefined()) {
     ThrowType("not all arguments converted during string formatting");
   }
   in.Charge(out.size());

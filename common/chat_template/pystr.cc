@@ -143,7 +143,7 @@ std::u32string Decode(std::string_view s) {
     if (ok) {
       // Overlong forms and out-of-range values are invalid too.
       static const char32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-      if (cp < kMin[len] || cp > 0x10FFFF) ok = false;
+      if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) ok = false;
     }
     if (!ok) {
       out.push_back(0xFFFD);

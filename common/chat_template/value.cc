@@ -119,19 +119,22 @@ Value Value::Sequence(ValueList items, Seq seq) {
   v.data_ = std::shared_ptr<const ListData>(std::move(data));
   return v;
 }
-Value Value::FailingGenerator(std::string error) {
+Value Value::FailingGenerator(int kind, std::string error) {
   Value v;
   v.kind_ = Kind::kList;
   v.seq_ = Seq::kGenerator;
   auto data = std::make_shared<ListData>();
   data->error = std::move(error);
+  data->error_kind = kind;
   v.data_ = std::shared_ptr<const ListData>(std::move(data));
   return v;
 }
-const std::string* Value::deferred_error() const {
+const std::string* Value::deferred_error(int* kind) const {
   if (kind_ != Kind::kList) return nullptr;
   const auto& d = std::get<std::shared_ptr<const ListData>>(data_);
-  return d->error.empty() ? nullptr : &d->error;
+  if (d->error.empty()) return nullptr;
+  if (kind != nullptr) *kind = d->error_kind;
+  return &d->error;
 }
 Value Value::MakeDict(Dict d) {
   Value v;

@@ -55,9 +55,10 @@ class Value {
   static Value Sequence(ValueList items, Seq seq);
   // A generator that raises TypeError(`error`) when consumed: jinja2's generator filters
   // (map, select, items, ...) only fail once iterated.
-  static Value FailingGenerator(std::string error);
-  // The deferred error of a FailingGenerator, or nullptr.
-  const std::string* deferred_error() const;
+  // `kind` is an ErrorKind (error.h), kept as an int so this header does not depend on it.
+  static Value FailingGenerator(int kind, std::string error);
+  // The deferred error of a FailingGenerator, or nullptr; *kind receives its ErrorKind.
+  const std::string* deferred_error(int* kind = nullptr) const;
   static Value MakeDict(Dict d);
   static Value Obj(std::shared_ptr<Object> o);
   // json.loads semantics; keys keep their order. Nesting beyond kMaxNesting is an error.
@@ -108,6 +109,7 @@ class Value {
     ValueList items;
     int depth = 1;
     std::string error;  // FailingGenerator
+    int error_kind = 0;
   };
   Kind kind_ = Kind::kUndefined;
   Seq seq_ = Seq::kList;
