@@ -171,6 +171,36 @@ absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
   return absl::OkStatus();
 }
 
+// Integer element i of an int32/int64 tensor.
+int64_t IndexAt(const TensorRef& t, int64_t i) {
+  return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[i] : t.as<int64_t>()[i];
+}
+bool IsIndexType(const TensorRef& t) { return t.dtype == qeff::v1::I64 || t.dtype == qeff::v1::I32; }
+
+// The write both scatters share: out = data, then out[row(b), h, pos[b,s]] = updates[b,h,s] for
+// positions inside [0, C); `wrap_negative` first maps negative positions to C + p (CtxScatter's
+// padding slot C-1). row(b) = batch_index[b] when given (already checked), else b.
+void ScatterRows(const TensorRef& data, const TensorRef* batch_index, const TensorRef& pos, const TensorRef& upd,
+                 bool wrap_negative, const TensorRef& o) {
+  const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3], C = data.shape[2];
+  if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
+  const size_t es = DTypeSize(data.dtype);
+  auto* dst = static_cast<uint8_t*>(o.data);
+  const auto* src = static_cast<const uint8_t*>(upd.data);
+  const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t row = batch_index != nullptr ? IndexAt(*batch_index, b) : b;
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t p = IndexAt(pos, b * pos_b * S + s);
+      if (p < 0 && wrap_negative) p += C;
+      if (p < 0 || p >= C) continue;
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(dst + (((row * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
+      }
+    }
+  }
+}
+
 // data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] -> data with rows written at the
 // positions. Negative positions count from the end (QEfficient writes pads to slot C-1);
 // positions still outside [0, C) (the INT32_MAX sentinel) are skipped.
@@ -181,22 +211,7 @@ absl::Status CtxScatter(const std::vector<TensorRef>& in, const TensorRef& o) {
   if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2) {
     return absl::InvalidArgumentError("CtxScatter expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D]");
   }
-  const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3], C = data.shape[2];
-  if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
-  const size_t es = DTypeSize(data.dtype);
-  auto* dst = static_cast<uint8_t*>(o.data);
-  const auto* src = static_cast<const uint8_t*>(upd.data);
-  const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t s = 0; s < S; ++s) {
-      int64_t p = pos.dtype == qeff::v1::I32 ? pos.as<int32_t>()[b * pos_b * S + s] : pos.as<int64_t>()[b * pos_b * S + s];
-      if (p < 0) p += C;
-      if (p < 0 || p >= C) continue;
-      for (int64_t h = 0; h < H; ++h) {
-        std::memcpy(dst + (((b * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
-      }
-    }
-  }
+  ScatterRows(data, nullptr, pos, upd, /*wrap_negative=*/true, o);
   return absl::OkStatus();
 }
 
@@ -209,7 +224,7 @@ absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
   const int64_t L = idx.numel();
   const size_t es = DTypeSize(data.dtype);
   for (int64_t l = 0; l < L; ++l) {
-    int64_t p = idx.dtype == qeff::v1::I32 ? idx.as<int32_t>()[l] : idx.as<int64_t>()[l];
+    const int64_t p = IndexAt(idx, l);
     if (p < 0 || p >= C) return absl::InvalidArgumentError(absl::StrCat("CtxGather index ", p, " outside [0, ", C, ")"));
     for (int64_t bh = 0; bh < BH; ++bh) {
       std::memcpy(static_cast<uint8_t*>(o.data) + ((bh * L) + l) * D * es,
@@ -219,11 +234,6 @@ absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
   return absl::OkStatus();
 }
 
-// Integer element i of an int32/int64 tensor.
-int64_t IndexAt(const TensorRef& t, int64_t i) {
-  return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[i] : t.as<int64_t>()[i];
-}
-bool IsIndexType(const TensorRef& t) { return t.dtype == qeff::v1::I64 || t.dtype == qeff::v1::I32; }
 
 // batch_index [B,1] (or [B]) must name rows of a cache with `rows` rows; checked before anything
 // is written, so a bad index leaves the cache untouched.
@@ -261,25 +271,9 @@ absl::Status CtxScatterCB(const std::vector<TensorRef>& in, const TensorRef& o) 
         "CtxScatterCB expects data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D]; got data ",
         ShapeString(data.shape), ", position_ids ", ShapeString(pos.shape), ", updates ", ShapeString(upd.shape)));
   }
-  const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3];
-  const int64_t FBS = data.shape[0], C = data.shape[2];
-  absl::Status st = CheckBatchIndex("CtxScatterCB", bidx, B, FBS);
+  absl::Status st = CheckBatchIndex("CtxScatterCB", bidx, upd.shape[0], data.shape[0]);
   if (!st.ok()) return st;
-  if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
-  const size_t es = DTypeSize(data.dtype);
-  auto* dst = static_cast<uint8_t*>(o.data);
-  const auto* src = static_cast<const uint8_t*>(upd.data);
-  const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t row = IndexAt(bidx, b);
-    for (int64_t s = 0; s < S; ++s) {
-      const int64_t p = IndexAt(pos, b * pos_b * S + s);
-      if (p < 0 || p >= C) continue;
-      for (int64_t h = 0; h < H; ++h) {
-        std::memcpy(dst + (((row * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
-      }
-    }
-  }
+  ScatterRows(data, &bidx, pos, upd, /*wrap_negative=*/false, o);
   return absl::OkStatus();
 }
 
