@@ -14,6 +14,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "qeff/v1/runner.grpc.pb.h"
+#include "tests/integration/hf_reference.h"
 #include "tests/integration/process.h"
 
 namespace qeff::testing {
@@ -25,30 +26,6 @@ using nlohmann::json;
 const fs::path kGpt2 = std::getenv("QEFF_GPT2_FIXTURE") != nullptr
                            ? fs::path(std::getenv("QEFF_GPT2_FIXTURE"))
                            : fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
-
-struct Reference {
-  std::vector<std::vector<int64_t>> prompts;
-  std::vector<std::vector<int64_t>> new_tokens;
-  std::vector<std::string> texts;
-};
-
-Reference LoadReference(const fs::path& dir) {
-  std::ifstream in(dir / "reference.json");
-  json r = json::parse(in);
-  Reference ref;
-  for (const auto& i : r["inputs"]) {
-    ref.prompts.push_back(i["input_ids"].get<std::vector<int64_t>>());
-    ref.texts.push_back(i.value("text", ""));
-  }
-  for (const auto& g : r["outputs"]["generation"]) ref.new_tokens.push_back(g["new_tokens"].get<std::vector<int64_t>>());
-  return ref;
-}
-
-std::string Join(const std::vector<int64_t>& ids) {
-  std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
-  return s;
-}
 
 class ServicesTest : public ::testing::Test {
  protected:
@@ -87,9 +64,9 @@ class ServicesTest : public ::testing::Test {
 
 TEST_F(ServicesTest, InferThroughThreeServicesMatchesHfGreedyTokensAndHitsCache) {
   StartSeparate();
-  Reference ref = LoadReference(kGpt2);
+  HfReference ref = LoadHfReference(kGpt2);
   for (size_t i = 0; i < ref.prompts.size(); ++i) {
-    json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", Join(ref.prompts[i]),
+    json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", JoinIds(ref.prompts[i]),
                           "--max-new-tokens", "16", "--prefill-seq-len", "8", "--ctx-len", "64"}));
     EXPECT_EQ(j["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[i]) << "prompt " << i;
     EXPECT_EQ(j["prompt_token_ids"].get<std::vector<int64_t>>(), ref.prompts[i]);
@@ -162,7 +139,7 @@ TEST_F(ServicesTest, BadInputGetsClearErrorsAndServersKeepServing) {
       {{"load", "--qpc-key", "../exports/x"}, "INVALID_ARGUMENT"},
       {{"generate", "--model-id", "nope", "--input-ids", "1,2"}, "NOT_FOUND"},
       // 70 prompt tokens do not fit a ctx_len of 64.
-      {{"infer", "--model", kGpt2.string(), "--input-ids", Join(std::vector<int64_t>(70, 50)), "--ctx-len", "64",
+      {{"infer", "--model", kGpt2.string(), "--input-ids", JoinIds(std::vector<int64_t>(70, 50)), "--ctx-len", "64",
         "--prefill-seq-len", "8"},
        "INVALID_ARGUMENT"},
   };
@@ -181,8 +158,8 @@ TEST_F(ServicesTest, BadInputGetsClearErrorsAndServersKeepServing) {
     ASSERT_TRUE(stub->Check(&ctx, req, &resp).ok()) << s->address();
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   }
-  Reference ref = LoadReference(kGpt2);
-  json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", Join(ref.prompts[0]),
+  HfReference ref = LoadHfReference(kGpt2);
+  json j = RunJson(Ctl({"infer", "--model", kGpt2.string(), "--input-ids", JoinIds(ref.prompts[0]),
                         "--max-new-tokens", "4", "--prefill-seq-len", "8", "--ctx-len", "64"}));
   EXPECT_EQ(j["generated_token_ids"].size(), 4u);
 }
@@ -226,9 +203,9 @@ TEST_F(ServicesTest, SigkillMidExportNeverPublishesAPartialArtifact) {
 TEST_F(ServicesTest, QeffdServesAllThreeAndStopsCleanlyOnSigterm) {
   ServerProcess qeffd;
   ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
-  Reference ref = LoadReference(kGpt2);
+  HfReference ref = LoadHfReference(kGpt2);
   CommandResult r = RunCommand({Binary("qeffctl"), "--server", qeffd.address(), "infer", "--model", kGpt2.string(),
-                                "--input-ids", Join(ref.prompts[1]), "--max-new-tokens", "16", "--json",
+                                "--input-ids", JoinIds(ref.prompts[1]), "--max-new-tokens", "16", "--json",
                                 "--prefill-seq-len", "4", "--ctx-len", "64"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
@@ -248,9 +225,9 @@ TEST_F(ServicesTest, QeffdServesAllThreeAndStopsCleanlyOnSigterm) {
 TEST_F(ServicesTest, RunnerTokenizeAndDetokenizeUseTheModelsTokenizer) {
   ServerProcess qeffd;
   ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
-  Reference ref = LoadReference(kGpt2);
+  HfReference ref = LoadHfReference(kGpt2);
   CommandResult r = RunCommand({Binary("qeffctl"), "infer", "--server", qeffd.address(), "--model", kGpt2.string(),
-                                "--input-ids", Join(ref.prompts[0]), "--max-new-tokens", "16", "--json"});
+                                "--input-ids", JoinIds(ref.prompts[0]), "--max-new-tokens", "16", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
   const std::string model_id = j["qpc_key"];
@@ -304,9 +281,9 @@ TEST_F(ServicesTest, HubIdResolvesOfflineInTheHfCache) {
   const bool started = qeffd.Start(Binary("qeffd"), cache_);
   ::unsetenv("HF_HOME");
   ASSERT_TRUE(started) << qeffd.error();
-  Reference ref = LoadReference(kGpt2);
+  HfReference ref = LoadHfReference(kGpt2);
   CommandResult r = RunCommand({Binary("qeffctl"), "infer", "--server", qeffd.address(), "--model",
-                                "qeff-test/tiny-gpt2", "--input-ids", Join(ref.prompts[0]), "--max-new-tokens", "16",
+                                "qeff-test/tiny-gpt2", "--input-ids", JoinIds(ref.prompts[0]), "--max-new-tokens", "16",
                                 "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["generated_token_ids"].get<std::vector<int64_t>>(), ref.new_tokens[0]);
@@ -326,7 +303,7 @@ TEST_F(ServicesTest, EmbedThroughQeffdMatchesSentenceTransformersPooling) {
                                    "--seq-len", "32", "--normalize", "--json"};
   for (const auto& input : ref["inputs"]) {
     argv.push_back("--input-ids");
-    argv.push_back(Join(input["input_ids"].get<std::vector<int64_t>>()));
+    argv.push_back(JoinIds(input["input_ids"].get<std::vector<int64_t>>()));
   }
   json j = RunJson(argv);
   ASSERT_EQ(j["embeddings"].size(), 2u);
