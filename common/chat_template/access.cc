@@ -164,15 +164,6 @@ Value AllChars(const std::string& s, Pred pred) {
   return Value::Bool(true);
 }
 
-Value CaseTest(const std::string& s, bool lower) {
-  bool cased = false;
-  for (char32_t c : pystr::Decode(s)) {
-    if (lower ? pystr::IsUpperChar(c) : pystr::IsLowerChar(c)) return Value::Bool(false);
-    if (lower ? pystr::IsLowerChar(c) : pystr::IsUpperChar(c)) cased = true;
-  }
-  return Value::Bool(cased);
-}
-
 Value Justify(const std::string& fn, const std::string& s, const CallArgs& args, int where) {
   auto p = BindArgs(fn, args, {{"width", Value(), true}, {"fillchar", Value::Str(" ")}});
   const int64_t width = std::min<int64_t>(ArgInt(fn, p[0]), 1 << 20);
@@ -330,8 +321,8 @@ Value CallStrMethod(Interp& in, const std::string& s, const std::string& name, c
   if (name == "isalpha") return AllChars(s, [](char32_t c) { return pystr::IsAlpha(c); });
   if (name == "isalnum") return AllChars(s, [](char32_t c) { return pystr::IsAlpha(c) || pystr::IsDigit(c); });
   if (name == "isspace") return AllChars(s, [](char32_t c) { return pystr::IsSpace(c); });
-  if (name == "islower") return CaseTest(s, true);
-  if (name == "isupper") return CaseTest(s, false);
+  if (name == "islower") return Value::Bool(pystr::IsLower(s));
+  if (name == "isupper") return Value::Bool(pystr::IsUpper(s));
   if (name == "center") return Justify(fn, s, args, 0);
   if (name == "ljust") return Justify(fn, s, args, -1);
   if (name == "rjust") return Justify(fn, s, args, 1);
@@ -544,10 +535,9 @@ Value GetSlice(Interp& in, const Value& obj, const Value& start, const Value& st
   const int64_t b = adjust(start, st < 0 ? len - 1 : 0);
   const int64_t e = adjust(stop, st < 0 ? -1 : len);
   std::vector<size_t> picks;
-  if (st > 0) {
-    for (int64_t i = b; i < e; i += st) picks.push_back(static_cast<size_t>(i));
-  } else {
-    for (int64_t i = b; i > e; i += st) picks.push_back(static_cast<size_t>(i));
+  for (int64_t i = b; st > 0 ? i < e : i > e;) {
+    picks.push_back(static_cast<size_t>(i));
+    if (__builtin_add_overflow(i, st, &i)) break;  // a huge step just ends the slice
   }
   if (obj.is_string()) {
     std::u32string out;

@@ -166,15 +166,24 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::filesy
     if (!c.ok()) return c.status();
     config = std::move(*c);
   }
+  // transformers: chat_template.jinja clobbers the config's chat_template; named templates may
+  // also come from additional_chat_templates/<name>.jinja. chat_template.json (a processor file)
+  // is the last resort.
   std::string source;
   bool found = false;
-  if (config.contains("chat_template") && !config["chat_template"].is_null()) {
-    auto s = PickTemplate(config["chat_template"], with_tools, config_path.string());
+  const std::filesystem::path tool_use_file = dir / "additional_chat_templates" / "tool_use.jinja";
+  if (with_tools && std::filesystem::exists(tool_use_file, ec)) {
+    auto s = util::ReadFile(tool_use_file, kMaxConfigBytes);
     if (!s.ok()) return s.status();
     source = std::move(*s);
     found = true;
   } else if (std::filesystem::exists(dir / "chat_template.jinja", ec)) {
     auto s = util::ReadFile(dir / "chat_template.jinja", kMaxConfigBytes);
+    if (!s.ok()) return s.status();
+    source = std::move(*s);
+    found = true;
+  } else if (config.contains("chat_template") && !config["chat_template"].is_null()) {
+    auto s = PickTemplate(config["chat_template"], with_tools, config_path.string());
     if (!s.ok()) return s.status();
     source = std::move(*s);
     found = true;

@@ -1,7 +1,6 @@
 #include "common/chat_template/filters.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -112,7 +111,6 @@ std::optional<double> ParsePyFloat(const std::string& text) {
   }
   if (!digits) return std::nullopt;
   char* end = nullptr;
-  errno = 0;
   const double v = std::strtod(clean.c_str(), &end);
   if (end == nullptr || *end != '\0') return std::nullopt;
   return v;
@@ -230,7 +228,7 @@ Value ToJson(Interp& in, const Value& v, const CallArgs& args) {
   if (p[1].is_string()) {
     o.indent = p[1].str();
   } else if (p[1].is_integral()) {
-    o.indent = std::string(static_cast<size_t>(std::clamp<int64_t>(p[1].int_value(), 0, 64)), ' ');
+    o.indent = std::string(static_cast<size_t>(std::clamp<int64_t>(p[1].int_value(), 0, 1024)), ' ');
   } else if (!p[1].is_none()) {
     ThrowType("can't multiply sequence by non-int of type '" + p[1].TypeName() + "'");
   }
@@ -291,7 +289,9 @@ Value Round(const Value& v, const CallArgs& args) {
     if (v.is_integral()) {
       if (precision >= 0) return Value::Int(v.int_value());
       const double scale = std::pow(10.0, static_cast<double>(-precision));
-      return Value::Int(static_cast<int64_t>(std::nearbyint(static_cast<double>(v.int_value()) / scale) * scale));
+      const double r = std::nearbyint(static_cast<double>(v.int_value()) / scale) * scale;
+      if (!(std::fabs(r) < 9.2e18)) ThrowType("integer overflow in round()");
+      return Value::Int(static_cast<int64_t>(r));
     }
     const double x = v.float_value();
     if (!std::isfinite(x)) return v;
@@ -320,7 +320,9 @@ Value Truncate(const Value& v, const CallArgs& args) {
       ThrowType("object of type '" + v.TypeName() + "' has no len()");
     }
     const int64_t n = static_cast<int64_t>(v.is_dict() ? v.dict().size() : v.items().size());
-    if (n <= ArgInt("truncate", p[0]) + (p[3].is_none() ? 5 : ArgInt("truncate", p[3]))) return v;
+    const long double limit = static_cast<long double>(ArgInt("truncate", p[0])) +
+                              static_cast<long double>(p[3].is_none() ? 5 : ArgInt("truncate", p[3]));
+    if (static_cast<long double>(n) <= limit) return v;
     ThrowType("'" + v.TypeName() + "' object has no attribute 'rsplit'");
   }
   const std::u32string s = pystr::Decode(v.str());
@@ -329,7 +331,9 @@ Value Truncate(const Value& v, const CallArgs& args) {
   const int64_t leeway = p[3].is_none() ? 5 : ArgInt("truncate", p[3]);
   if (length < static_cast<int64_t>(end.size())) ThrowType("expected length >= " + std::to_string(end.size()));
   if (leeway < 0) ThrowType("expected leeway >= 0");
-  if (static_cast<int64_t>(s.size()) <= length + leeway) return Value::Str(pystr::Encode(s));
+  if (static_cast<long double>(s.size()) <= static_cast<long double>(length) + static_cast<long double>(leeway)) {
+    return Value::Str(pystr::Encode(s));
+  }
   std::u32string head = s.substr(0, static_cast<size_t>(length) - end.size());
   if (!p[1].Truthy()) {
     const size_t sp = head.rfind(U' ');

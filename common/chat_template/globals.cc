@@ -91,9 +91,9 @@ Value Range(Interp& in, const CallArgs& args) {
     ThrowType("OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
   }
   ValueList out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
     out.push_back(Value::Int(i));
-    if (static_cast<int64_t>(out.size()) > kMaxRange) break;
+    if (static_cast<int64_t>(out.size()) > kMaxRange || __builtin_add_overflow(i, step, &i)) break;
   }
   in.Charge(8 * out.size());
   return Value::List(std::move(out));

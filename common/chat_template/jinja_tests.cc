@@ -39,15 +39,6 @@ bool SameAs(const Value& a, const Value& b) {
   return Equals(a, b);
 }
 
-bool CaseOf(const Value& v, bool lower) {
-  bool cased = false;
-  for (char32_t c : pystr::Decode(v.ToStr())) {
-    if (lower ? pystr::IsUpperChar(c) : pystr::IsLowerChar(c)) return false;
-    if (lower ? pystr::IsLowerChar(c) : pystr::IsUpperChar(c)) cased = true;
-  }
-  return cased;
-}
-
 const std::unordered_map<std::string_view, TestFn>& Tests() {
   static const auto* tests = new std::unordered_map<std::string_view, TestFn>{
       {"defined", [](Interp&, const Value& v, const CallArgs& a) { return NoArgs("defined", a), !v.is_undefined(); }},
@@ -69,8 +60,8 @@ const std::unordered_map<std::string_view, TestFn>& Tests() {
          return NoArgs("callable", a), v.is_undefined() || (v.is_object() && v.object()->IsCallable());
        }},
       {"escaped", [](Interp&, const Value&, const CallArgs& a) { return NoArgs("escaped", a), false; }},
-      {"lower", [](Interp&, const Value& v, const CallArgs& a) { return NoArgs("lower", a), CaseOf(v, true); }},
-      {"upper", [](Interp&, const Value& v, const CallArgs& a) { return NoArgs("upper", a), CaseOf(v, false); }},
+      {"lower", [](Interp&, const Value& v, const CallArgs& a) { return NoArgs("lower", a), pystr::IsLower(v.ToStr()); }},
+      {"upper", [](Interp&, const Value& v, const CallArgs& a) { return NoArgs("upper", a), pystr::IsUpper(v.ToStr()); }},
       {"odd", [](Interp& in, const Value& v, const CallArgs& a) { return NoArgs("odd", a), Odd(in, v, true); }},
       {"even", [](Interp& in, const Value& v, const CallArgs& a) { return NoArgs("even", a), Odd(in, v, false); }},
       {"divisibleby",

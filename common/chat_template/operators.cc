@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <vector>
 
 #include "common/chat_template/error.h"
 #include "common/chat_template/evaluator.h"
@@ -207,7 +208,11 @@ std::string FormatOne(const Spec& spec, const Value& v, bool escape) {
   std::string fmt = "%" + spec.flags;
   if (spec.width >= 0) fmt += std::to_string(spec.width);
   if (spec.precision >= 0) fmt += "." + std::to_string(spec.precision);
-  char buf[512];
+  // Widths are bounded by the spec parser; size the buffer for them.
+  std::vector<char> storage(static_cast<size_t>(std::max(spec.width, 0)) +
+                            static_cast<size_t>(std::max(spec.precision, 0)) + 1024);
+  char* buf = storage.data();
+  const size_t bufsize = storage.size();
   if (c == 'd' || c == 'i' || c == 'u' || c == 'x' || c == 'X' || c == 'o') {
     int64_t n;
     if (v.is_integral()) {
@@ -222,14 +227,14 @@ std::string FormatOne(const Spec& spec, const Value& v, bool escape) {
     }
     const char conv = c == 'i' || c == 'u' ? 'd' : c;
     if (conv == 'd') {
-      std::snprintf(buf, sizeof(buf), (fmt + "lld").c_str(), static_cast<long long>(n));
+      std::snprintf(buf, bufsize, (fmt + "lld").c_str(), static_cast<long long>(n));
       return buf;
     }
     // Python prints negative hex/octal with a sign, not in two's complement.
     std::string body;
     const unsigned long long mag =
         n < 0 ? static_cast<unsigned long long>(-(n + 1)) + 1ULL : static_cast<unsigned long long>(n);
-    std::snprintf(buf, sizeof(buf), (std::string("%") + (spec.flags.find('#') != std::string::npos ? "#" : "") +
+    std::snprintf(buf, bufsize, (std::string("%") + (spec.flags.find('#') != std::string::npos ? "#" : "") +
                                      (spec.precision >= 0 ? "." + std::to_string(spec.precision) : "") + "ll" + conv)
                                         .c_str(),
                   mag);
@@ -260,12 +265,12 @@ std::string FormatOne(const Spec& spec, const Value& v, bool escape) {
   }
   if (c == 'e' || c == 'E' || c == 'f' || c == 'F' || c == 'g' || c == 'G') {
     if (!v.is_number()) ThrowType(std::string("must be real number, not ") + v.TypeName());
-    const int width = spec.width > 400 ? 400 : spec.width;
-    const int precision = spec.precision > 100 ? 100 : spec.precision;
+    const int width = spec.width;
+    const int precision = spec.precision > 400 ? 400 : spec.precision;
     fmt = "%" + spec.flags;
     if (width >= 0) fmt += std::to_string(width);
     if (precision >= 0) fmt += "." + std::to_string(precision);
-    std::snprintf(buf, sizeof(buf), (fmt + c).c_str(), v.float_value());
+    std::snprintf(buf, bufsize, (fmt + c).c_str(), v.float_value());
     return buf;
   }
   ThrowType(std::string("unsupported format character '") + c + "'");

@@ -198,12 +198,6 @@ size_t Length(std::string_view s) {
   return n;
 }
 
-size_t ByteOffset(std::string_view s, size_t index) {
-  std::u32string cps = Decode(s);
-  if (index >= cps.size()) return s.size();
-  return Encode(std::u32string_view(cps).substr(0, index)).size();
-}
-
 bool IsSpace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
@@ -251,6 +245,20 @@ bool IsUpperChar(char32_t c) {
   auto cat = Category(c);
   return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LT;
 }
+
+namespace {
+bool CasedAs(std::string_view s, bool lower) {
+  bool cased = false;
+  for (char32_t c : Decode(s)) {
+    if (lower ? IsUpperChar(c) : IsLowerChar(c)) return false;
+    if (lower ? IsLowerChar(c) : IsUpperChar(c)) cased = true;
+  }
+  return cased;
+}
+}  // namespace
+
+bool IsLower(std::string_view s) { return CasedAs(s, true); }
+bool IsUpper(std::string_view s) { return CasedAs(s, false); }
 
 std::string Upper(std::string_view s) {
   std::string out;

@@ -17,8 +17,6 @@ void AppendUtf8(std::string& out, char32_t c);
 std::string Encode(std::u32string_view cps);
 // Number of code points (Python len()).
 size_t Length(std::string_view s);
-// Byte offset of code point `index` (clamped to the end).
-size_t ByteOffset(std::string_view s, size_t index);
 
 bool IsSpace(char32_t c);      // str.isspace(): Unicode White_Space as Python defines it
 bool IsPrintable(char32_t c);  // str.isprintable(), used by repr()
@@ -27,6 +25,9 @@ bool IsDigit(char32_t c);
 bool IsCased(char32_t c);
 bool IsLowerChar(char32_t c);
 bool IsUpperChar(char32_t c);
+// str.islower() / str.isupper(): some cased character, and none of the other case.
+bool IsLower(std::string_view s);
+bool IsUpper(std::string_view s);
 
 std::string Upper(std::string_view s);
 std::string Lower(std::string_view s);

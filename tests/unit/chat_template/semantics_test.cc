@@ -310,6 +310,10 @@ TEST(ChatTemplateSemanticsTest, InputsAndSpecialTokens) {
   EXPECT_EQ(*t->Render(in), "<s>|<END>|True|True|True|7");
   in.kwargs = Json{{"messages", 1}};
   EXPECT_EQ(t->Render(in).status().code(), absl::StatusCode::kInvalidArgument);  // a duplicate keyword in Python
+  // Callers holding a plain nlohmann::json can assign it (keys then arrive sorted).
+  const nlohmann::json plain = {{"extra", "p"}};
+  in.kwargs = plain;
+  EXPECT_EQ(*t->Render(in), "<s>|</s>|True|True|True|p");
 }
 
 }  // namespace
