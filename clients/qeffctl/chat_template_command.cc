@@ -1,13 +1,12 @@
 #include "clients/qeffctl/chat_template_command.h"
 
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <istream>
+#include <ostream>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "clients/qeffctl/jsonl_lines.h"
 #include "common/chat_template/chat_template.h"
 #include "common/chat_template/strftime.h"
 
@@ -73,27 +72,12 @@ int RunChatTemplateCommand(const std::string& tokenizer_dir, const std::string& 
     templates[with_tools] = std::move(*t);
   }
 
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (jsonl_path != "-") {
-    file.open(jsonl_path, std::ios::binary);
-    if (!file) {
-      err << "chat-template: cannot open " << jsonl_path << "\n";
-      return 1;
-    }
-    in = &file;
-  }
-  std::string line;
-  size_t line_no = 0;
-  while (std::getline(*in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+  const bool ok = qeffctl::ForEachJsonLine(jsonl_path, "chat-template", err, [&](size_t line_no, const std::string& line) {
     Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     std::string problem = j.is_discarded() ? "not valid JSON" : CheckLine(j);
     if (!problem.empty()) {
       err << "chat-template: " << jsonl_path << ":" << line_no << ": " << problem << "\n";
-      return 1;
+      return false;
     }
     ChatTemplate::Inputs inputs;
     if (j.contains("messages")) inputs.messages = j["messages"];
@@ -109,7 +93,9 @@ int RunChatTemplateCommand(const std::string& tokenizer_dir, const std::string& 
       result["error"] = std::string(rendered.status().message());
     }
     out << EscapeLineBreakers(result.dump(-1, ' ', false, Json::error_handler_t::replace)) << "\n";
-  }
+    return true;
+  });
+  if (!ok) return 1;
   out.flush();
   return 0;
 }

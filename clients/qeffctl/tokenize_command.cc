@@ -1,11 +1,10 @@
 #include "clients/qeffctl/tokenize_command.h"
 
-#include <fstream>
-#include <iostream>
-#include <istream>
+#include <ostream>
 
 #include <nlohmann/json.hpp>
 
+#include "clients/qeffctl/jsonl_lines.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace {
@@ -39,38 +38,24 @@ int RunTokenizeCommand(const std::string& tokenizer_dir, const std::string& json
   }
   if (jsonl_path.empty()) return EmitOne(**tok, text, true, out, err) ? 0 : 1;
 
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (jsonl_path != "-") {
-    file.open(jsonl_path, std::ios::binary);
-    if (!file) {
-      err << "tokenize: cannot open " << jsonl_path << "\n";
-      return 1;
-    }
-    in = &file;
-  }
-  std::string line;
-  size_t line_no = 0;
-  while (std::getline(*in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+  const bool ok = qeffctl::ForEachJsonLine(jsonl_path, "tokenize", err, [&](size_t line_no, const std::string& line) {
     auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string()) {
       err << "tokenize: " << jsonl_path << ":" << line_no
           << ": expected {\"text\": string, \"add_special_tokens\": bool}\n";
-      return 1;
+      return false;
     }
     bool add_special = true;
     if (j.contains("add_special_tokens")) {
       if (!j["add_special_tokens"].is_boolean()) {
         err << "tokenize: " << jsonl_path << ":" << line_no << ": add_special_tokens must be a boolean\n";
-        return 1;
+        return false;
       }
       add_special = j["add_special_tokens"].get<bool>();
     }
-    if (!EmitOne(**tok, j["text"].get<std::string>(), add_special, out, err)) return 1;
-  }
+    return EmitOne(**tok, j["text"].get<std::string>(), add_special, out, err);
+  });
+  if (!ok) return 1;
   out.flush();
   return 0;
 }
