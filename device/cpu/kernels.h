@@ -44,6 +44,17 @@ absl::Status RunNnOp(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                      const std::vector<TensorRef>& out, ThreadPool* pool);
 absl::Status RunAttention(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                           const std::vector<TensorRef>& out, ThreadPool* pool);
+// Linear: in = (x [..., K], w [N, K] f32|bf16|i8, bias [N] or absent, scale [N] for i8),
+// out [..., N]. Attr rowwise: the row-by-row kernel at any M (a row's result never depends
+// on its batch); otherwise M > 8 goes to sgemm.
+absl::Status RunLinear(const qeff::v1::Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
+                       ThreadPool* pool);
+// SparseMoE (kernels_moe.cc): in = (x [..., H], router [E, H] f32, then per expert gate [I, H],
+// up [I, H], down [H, I] (f32|bf16|i8), then per expert the three i8 scales when the weights are
+// i8); attrs num_experts, top_k, normalize, rowwise. Only the experts some token is routed to
+// are read.
+absl::Status RunSparseMoE(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                          const std::vector<TensorRef>& out, ThreadPool* pool);
 bool IsElementwise(const std::string& type);
 bool IsLinalg(const std::string& type);
 bool IsTensorOp(const std::string& type);

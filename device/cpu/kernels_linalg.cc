@@ -133,8 +133,8 @@ void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* b
   LinearRowsGeneric(x, M, K, w, bias, scale, y, N, n0, n1);
 }
 
-// Linear: in = (x [..., K], w [N, K] f32|bf16|i8, bias [N] or absent, scale [N] for i8),
-// out [..., N].
+}  // namespace
+
 absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
                        ThreadPool* pool) {
   if (in.size() < 2 || out.size() != 1) return absl::InvalidArgumentError("Linear needs x, w[, bias, scale] and one output");
@@ -208,6 +208,8 @@ absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std
   return absl::OkStatus();
 }
 
+namespace {
+
 // MatMul: numpy semantics for rank >= 2 (the compiler reshapes 1-D operands); attr trans_b
 // means b holds [..., N, K].
 absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out) {
@@ -273,11 +275,12 @@ absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std
 
 }  // namespace
 
-bool IsLinalg(const std::string& type) { return type == "MatMul" || type == "Linear"; }
+bool IsLinalg(const std::string& type) { return type == "MatMul" || type == "Linear" || type == "SparseMoE"; }
 
 absl::Status RunLinalg(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
                        ThreadPool* pool) {
   if (op.type() == "Linear") return RunLinear(op, in, out, pool);
+  if (op.type() == "SparseMoE") return RunSparseMoE(op, in, out, pool);
   return RunMatMul(op, in, out);
 }
 

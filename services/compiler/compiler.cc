@@ -137,6 +137,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
                                                         {"ctx_len", s.ctx_len},
                                                         {"full_batch_size", kind.continuous_batching ? s.full_batch_size : s.batch_size}}));
     FuseLinear(g, cache);
+    PackExperts(g, cache);
     FuseAttention(g);
     FuseTransposedB(g);
     ElideFullGather(g);
@@ -147,7 +148,9 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     // specialization to the row-by-row kernel whatever the batch.
     if (s.seq_len == 1) {
       for (auto& n : g.nodes) {
-        if (!n.dead && n.op.type() == "Linear") device::SetAttrInt(n.op, "rowwise", 1);
+        if (!n.dead && (n.op.type() == "Linear" || n.op.type() == "SparseMoE")) {
+          device::SetAttrInt(n.op, "rowwise", 1);
+        }
       }
     }
     const MemoryPlan plan = PlanMemory(g);

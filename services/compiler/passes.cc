@@ -37,17 +37,17 @@ uint16_t ToBf16(float f) {
 
 // [K,N] f32 -> [N,K] in the cache's weight dtype. int8 is symmetric per output row:
 // scale = max|w| / 127, q = round(w / scale).
-PackedWeight PackWeight(const ConstTensor& w, WeightCache& cache) {
-  auto key = std::make_pair(w.data, static_cast<int>(cache.weight_dtype));
+PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
+  auto key = std::make_pair(w.data, static_cast<int>(dtype));
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
   const int64_t K = w.shape[0], N = w.shape[1];
   const float* src = reinterpret_cast<const float*>(w.data);
   PackedWeight packed;
-  auto p = ConstTensor::Allocate(cache.weight_dtype, {N, K});
+  auto p = ConstTensor::Allocate(dtype, {N, K});
   std::shared_ptr<ConstTensor> scale;
   std::vector<float> inv_scale;
-  if (cache.weight_dtype == qeff::v1::I8) {
+  if (dtype == qeff::v1::I8) {
     scale = ConstTensor::Allocate(qeff::v1::F32, {N});
     std::vector<float> absmax(N, 0.0f);
     for (int64_t k = 0; k < K; ++k)
@@ -66,9 +66,9 @@ PackedWeight PackWeight(const ConstTensor& w, WeightCache& cache) {
       for (int64_t k = k0; k < std::min(K, k0 + kB); ++k) {
         for (int64_t n = n0; n < std::min(N, n0 + kB); ++n) {
           const float v = src[k * N + n];
-          if (cache.weight_dtype == qeff::v1::BF16) {
+          if (dtype == qeff::v1::BF16) {
             reinterpret_cast<uint16_t*>(p->mutable_data())[n * K + k] = ToBf16(v);
-          } else if (cache.weight_dtype == qeff::v1::I8) {
+          } else if (dtype == qeff::v1::I8) {
             const float q = std::nearbyint(v * inv_scale[n]);
             reinterpret_cast<int8_t*>(p->mutable_data())[n * K + k] =
                 static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, q)));
@@ -99,6 +99,46 @@ bool IsSlotRange(const IrValue& idx, int64_t C) {
 
 }  // namespace
 
+namespace {
+
+// Adds a packed weight (and its int8 scale) as graph values: {weight value, scale value or -1}.
+std::pair<int, int> AddPacked(IrGraph& g, const std::string& name, const PackedWeight& pw) {
+  IrValue packed;
+  packed.name = name + ".packed_" + device::DTypeName(pw.weight->dtype);
+  packed.constant = pw.weight;
+  packed.dtype = packed.constant->dtype;
+  packed.shape = packed.constant->shape;
+  const int pv = g.AddValue(packed);
+  int sv = -1;
+  if (pw.scale) {
+    IrValue sc;
+    sc.name = name + ".scale";
+    sc.constant = pw.scale;
+    sc.dtype = sc.constant->dtype;
+    sc.shape = sc.constant->shape;
+    sv = g.AddValue(sc);
+  }
+  return {pv, sv};
+}
+
+}  // namespace
+
+void PackExperts(IrGraph& g, WeightCache& cache) {
+  for (IrNode& n : g.nodes) {
+    if (n.dead || n.op.type() != "SparseMoE") continue;
+    std::vector<int> scales;
+    for (size_t i = 1; i < n.in.size(); ++i) {
+      const IrValue& w = g.values[n.in[i]];
+      // The router stays float32: quantizing it could change which experts are chosen.
+      const device::DType dtype = i == 1 ? qeff::v1::F32 : cache.weight_dtype;
+      const auto [pv, sv] = AddPacked(g, g.values[n.in[i]].name, PackWeight(*w.constant, dtype, cache));
+      n.in[i] = pv;
+      if (sv >= 0) scales.push_back(sv);
+    }
+    n.in.insert(n.in.end(), scales.begin(), scales.end());
+  }
+}
+
 bool IsView(const IrGraph& g, const IrNode& n) {
   return n.op.type() == "Reshape" && !n.in.empty() && n.in[0] >= 0 && g.Root(n.out[0]) == g.Root(n.in[0]);
 }
@@ -111,24 +151,8 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
     const IrValue& w = g.values[n.in[1]];
     if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) continue;
     const int64_t N = w.shape[1];
-    const PackedWeight pw = PackWeight(*w.constant, cache);
-    IrValue packed;
-    packed.name = w.name + ".packed_" + device::DTypeName(cache.weight_dtype);
-    packed.constant = pw.weight;
-    packed.dtype = packed.constant->dtype;
-    packed.shape = packed.constant->shape;
-    const int pv = g.AddValue(packed);
-    consumers.emplace_back();
-    int sv = -1;
-    if (pw.scale) {
-      IrValue sc;
-      sc.name = w.name + ".scale";
-      sc.constant = pw.scale;
-      sc.dtype = sc.constant->dtype;
-      sc.shape = sc.constant->shape;
-      sv = g.AddValue(sc);
-      consumers.emplace_back();
-    }
+    const auto [pv, sv] = AddPacked(g, w.name, PackWeight(*w.constant, cache.weight_dtype, cache));
+    consumers.resize(g.values.size());
     n.op.set_type("Linear");
     n.in[1] = pv;
     // Inputs: x, w, bias (-1 until fused below), scale (int8 only).

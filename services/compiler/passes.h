@@ -1,6 +1,8 @@
 // IR passes run on every specialization, in this order:
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed [N,K] weights
 //                      (fp32, bf16, or int8 with a float scale per output row)
+//   PackExperts        SparseMoE's weights packed like Linear's ([N,K] in the weight dtype; the
+//                      router stays fp32), int8 scales appended after the experts
 //   FuseAttention      attention over the whole retained KV cache (CtxGather[CB] -> q·kᵀ ->
 //                      [Reshape] -> Div/Mul by scalars, soft-cap Tanh -> Where(mask, fill) ->
 //                      Softmax -> ·v [-> Reshape]) -> one CachedAttention op that reads the
@@ -34,6 +36,7 @@ struct WeightCache {
 };
 
 void FuseLinear(IrGraph& g, WeightCache& cache);
+void PackExperts(IrGraph& g, WeightCache& cache);
 void FuseAttention(IrGraph& g);
 void FuseTransposedB(IrGraph& g);
 void ElideFullGather(IrGraph& g);

@@ -151,6 +151,30 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
       device::SetAttrFloat(L.op, "epsilon", AttrF(n, "epsilon", 1e-6f));
       device::SetAttrInt(L.op, "axis", static_cast<int64_t>(ins[0]->shape.size()) - 1);
       one(ins[0]->dtype, ins[0]->shape);
+    } else if (type == "SparseMoE") {
+      // x [..., H], router [H, E], then per expert gate [H, I], up [H, I], down [I, H]; all
+      // weights initializers (the compiler packs them like Linear weights).
+      const int64_t E = AttrI(n, "num_experts", 0), top_k = AttrI(n, "top_k", 0);
+      if (E < 1 || E > 4096 || top_k < 1 || top_k > E) {
+        return Err(n, absl::StrCat("num_experts = ", E, ", top_k = ", top_k, " must satisfy 1 <= top_k <= num_experts"));
+      }
+      QEFF_RETURN_IF_ERROR(need(static_cast<size_t>(2 + 3 * E)));
+      if (ins.size() != static_cast<size_t>(2 + 3 * E)) return Err(n, absl::StrCat("needs exactly ", 2 + 3 * E, " inputs"));
+      const Shape& x = ins[0]->shape;
+      if (x.empty() || ins[0]->dtype != qeff::v1::F32) return Err(n, "x must be float32 [..., hidden]");
+      const int64_t H = x.back();
+      const int64_t I = ins[2]->shape.size() == 2 ? ins[2]->shape[1] : -1;
+      for (size_t i = 1; i < ins.size(); ++i) {
+        const Shape want = i == 1 ? Shape{H, E} : (i - 2) % 3 == 2 ? Shape{I, H} : Shape{H, I};
+        if (!ins[i]->constant || ins[i]->dtype != qeff::v1::F32 || ins[i]->shape != want) {
+          return Err(n, absl::StrCat("input ", i, " must be a float32 initializer ", device::ShapeString(want)));
+        }
+      }
+      all_inputs(ins.size());
+      device::SetAttrInt(L.op, "num_experts", E);
+      device::SetAttrInt(L.op, "top_k", top_k);
+      device::SetAttrInt(L.op, "normalize", AttrI(n, "normalize", 1));
+      one(qeff::v1::F32, x);
     } else {
       return absl::UnimplementedError(absl::StrCat("custom op ", domain, "::", type, " is not supported"));
     }

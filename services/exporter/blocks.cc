@@ -173,63 +173,6 @@ std::string Silu(GraphBuilder& g, const std::string& x) {
   return g.Node("Mul", {x, s}, {}, "silu");
 }
 
-namespace {
-
-// cos/sin tables [max_positions, width] in float32, in HF's order: inv_freq = 1.0 / (base **
-// (arange(0, width, 2).float() / width)), freqs = pos.float() * inv_freq; frequency i/2 per
-// column when `interleaved` (GPT-J's rotate_every_two), else cat(freqs, freqs) (rotate_half).
-// Added as constants and gathered once per graph at the clamped position ids.
-RopeTables BuildRope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t width, double theta,
-                     bool interleaved, const std::string& table_prefix) {
-  const int64_t half = width / 2;
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    const float expo = static_cast<float>(2 * i) / static_cast<float>(width);
-    const float p = static_cast<float>(std::pow(theta, static_cast<double>(expo)));
-    inv_freq[static_cast<size_t>(i)] = 1.0f / p;
-  }
-  std::vector<float> cos(static_cast<size_t>(max_positions * width)), sin(cos.size());
-  for (int64_t p = 0; p < max_positions; ++p) {
-    for (int64_t i = 0; i < width; ++i) {
-      const int64_t freq = interleaved ? i / 2 : i % half;
-      const float f = static_cast<float>(p) * inv_freq[static_cast<size_t>(freq)];
-      cos[static_cast<size_t>(p * width + i)] = static_cast<float>(std::cos(static_cast<double>(f)));
-      sin[static_cast<size_t>(p * width + i)] = static_cast<float>(std::sin(static_cast<double>(f)));
-    }
-  }
-  std::string cos_t = ConstF32(g, table_prefix + "_cos_table", cos, {max_positions, width});
-  std::string sin_t = ConstF32(g, table_prefix + "_sin_table", sin, {max_positions, width});
-  // Padding positions (-1) read row 0; their results are never used.
-  std::string pos = g.Node("Max", {io.position_ids, g.ScalarI64(0)}, {}, "rope_pos");
-  RopeTables r;
-  std::string c = g.Node("Gather", {cos_t, pos}, {AttrInt("axis", 0)}, "rope_cos_bs");
-  std::string s = g.Node("Gather", {sin_t, pos}, {AttrInt("axis", 0)}, "rope_sin_bs");
-  r.cos = g.Node("Unsqueeze", {c, g.VectorI64({1})}, {}, "rope_cos");
-  r.sin = g.Node("Unsqueeze", {s, g.VectorI64({1})}, {}, "rope_sin");
-  return r;
-}
-
-}  // namespace
-
-RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta) {
-  return BuildRope(g, io, max_positions, head_dim, theta, /*interleaved=*/false, "rope");
-}
-
-RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
-                           double theta) {
-  return BuildRope(g, io, max_positions, rotary_dim, theta, /*interleaved=*/true, "rope_interleaved");
-}
-
-std::string ApplyRope(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim) {
-  const int64_t half = head_dim / 2;
-  auto parts = g.NodeN("Split", {x, g.VectorI64({half, head_dim - half})}, 2, {AttrInt("axis", 3)}, "rope_half");
-  std::string neg = g.Node("Neg", {parts[1]}, {}, "rope_neg");
-  std::string rot = g.Node("Concat", {neg, parts[0]}, {AttrInt("axis", 3)}, "rope_rot");
-  std::string a = g.Node("Mul", {x, rope.cos}, {}, "rope_xcos");
-  std::string b = g.Node("Mul", {rot, rope.sin}, {}, "rope_rsin");
-  return g.Node("Add", {a, b}, {}, "rope");
-}
-
 std::string Linear(GraphBuilder& g, const std::string& x, const std::string& weight_in_out, const std::string& bias) {
   std::string y = g.Node("MatMul", {x, weight_in_out}, {}, "matmul");
   if (!bias.empty()) y = g.Node("Add", {y, bias}, {}, "bias_add");
@@ -272,13 +215,6 @@ std::string SplitHeads(GraphBuilder& g, const std::string& x, int64_t heads, int
 std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden) {
   std::string t = g.Node("Transpose", {x}, {AttrInts("perm", {0, 2, 1, 3})}, "seq_first");
   return g.Node("Reshape", {t, g.VectorI64({0, 0, hidden})}, {}, "merge_heads");
-}
-
-std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
-                            const std::string& k, const std::string& v, const std::vector<float>& score_divisors) {
-  AttentionOptions options;
-  options.score_divisors = score_divisors;
-  return CachedAttention(g, io, layer, q, k, v, options);
 }
 
 namespace {
@@ -336,6 +272,7 @@ std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, co
   if (options.score_multiplier != 0.0f) {
     scores = g.Node("Mul", {scores, g.ScalarF32(options.score_multiplier)}, {}, "scores_scaled");
   }
+  if (!options.score_bias.empty()) scores = g.Node("Add", {scores, options.score_bias}, {}, "scores_biased");
   if (options.softcap > 0.0f) scores = SoftCap(g, scores, options.softcap, "scores_capped");
   const std::string& mask = options.mask.empty() ? io.causal_mask : options.mask;
   std::string masked =
@@ -365,28 +302,6 @@ void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::stri
   } else {
     g.NodeNamed("MatMul", {last, w_t}, {"logits"});
   }
-}
-
-std::string ApplyRopeInterleaved(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim,
-                                 int64_t rotary_dim) {
-  std::string rot_in = x, pass;
-  if (rotary_dim < head_dim) {
-    auto parts = g.NodeN("Split", {x, g.VectorI64({rotary_dim, head_dim - rotary_dim})}, 2, {AttrInt("axis", 3)},
-                         "rope_part");
-    rot_in = parts[0];
-    pass = parts[1];
-  }
-  // rotate_every_two: view the last axis as [rotary_dim/2, 2] pairs, (x1, x2) -> (-x2, x1).
-  std::string pairs = g.Node("Reshape", {rot_in, g.VectorI64({0, 0, 0, rotary_dim / 2, 2})}, {}, "rope_pairs");
-  auto eo = g.NodeN("Split", {pairs, g.VectorI64({1, 1})}, 2, {AttrInt("axis", 4)}, "rope_even_odd");
-  std::string neg = g.Node("Neg", {eo[1]}, {}, "rope_neg");
-  std::string swapped = g.Node("Concat", {neg, eo[0]}, {AttrInt("axis", 4)}, "rope_swapped");
-  std::string rot = g.Node("Reshape", {swapped, g.VectorI64({0, 0, 0, rotary_dim})}, {}, "rope_rot");
-  std::string a = g.Node("Mul", {rot_in, rope.cos}, {}, "rope_xcos");
-  std::string b = g.Node("Mul", {rot, rope.sin}, {}, "rope_rsin");
-  std::string out = g.Node("Add", {a, b}, {}, "rope");
-  if (pass.empty()) return out;
-  return g.Node("Concat", {out, pass}, {AttrInt("axis", 3)}, "rope_full");
 }
 
 std::string LastPositionHidden(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden,

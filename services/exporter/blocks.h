@@ -90,31 +90,15 @@ std::string RMSNorm(GraphBuilder& g, const std::string& x, const std::string& we
 // x · sigmoid(x) (HF silu).
 std::string Silu(GraphBuilder& g, const std::string& x);
 
-// ---- rotary position embedding (HF rotate_half convention) ----
+// cos/sin gathered at the clamped position ids (built by rotary.h).
 struct RopeTables {
-  std::string cos;  // [B,1,S,head_dim], gathered at max(position_ids, 0)
+  std::string cos;  // [B,1,S,rotary_dim]
   std::string sin;
 };
-// Precomputed cos/sin tables [max_positions, head_dim] as HF 4.44 LlamaRotaryEmbedding
-// computes them in float32 (inv_freq = 1 / theta^(2i/d), emb = cat(freqs, freqs)), added as
-// constants and gathered once per graph at the clamped position ids.
-RopeTables Rope(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t head_dim, double theta);
-// x·cos + rotate_half(x)·sin, x [B,heads,S,head_dim]; rotate_half(x) = cat(-x2, x1).
-std::string ApplyRope(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim);
 
 // [B,S,heads·head_dim] -> [B,heads,S,head_dim] and back.
 std::string SplitHeads(GraphBuilder& g, const std::string& x, int64_t heads, int64_t head_dim);
 std::string MergeHeads(GraphBuilder& g, const std::string& x, int64_t hidden);
-
-// Attention over the retained KV cache of `layer`: new k/v ([B,heads,S,hd]; grouped-query
-// attention, fewer kv heads than q heads, is not handled here yet) are written with
-// CtxScatter at position_ids (those outputs are the *_RetainedState graph outputs), the whole
-// cache is read back with CtxGather (CtxScatterCB / CtxGatherCB at the rows io.batch_index
-// names, with continuous batching), scores = q·kᵀ divided by each of `score_divisors` in
-// turn, masked with float32 lowest (finite, so fully padded rows stay finite), softmax, ·v.
-// Returns [B,heads,S,hd].
-std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
-                            const std::string& k, const std::string& v, const std::vector<float>& score_divisors);
 
 struct AttentionOptions {
   std::vector<float> score_divisors;
@@ -127,7 +111,15 @@ struct AttentionOptions {
   // query_pre_attn_scalar^-0.5), then SoftCap(scores, softcap) when positive, before the mask.
   float score_multiplier = 0.0f;
   float softcap = 0.0f;
+  // Added to the scaled scores before the soft-cap and the mask, broadcast to [B,Hq,S,C]
+  // (ALiBi); empty = none.
+  std::string score_bias;
 };
+// Attention over the retained KV cache of `layer`: new k/v [B,kv_heads,S,hd] are written with
+// CtxScatter at position_ids (those outputs are the *_RetainedState graph outputs), the whole
+// cache is read back with CtxGather (CtxScatterCB / CtxGatherCB at the rows io.batch_index
+// names, with continuous batching), scores = q·kᵀ scaled as `options` says, masked with float32
+// lowest (finite, so fully padded rows stay finite), softmax, ·v. Returns [B,heads,S,hd].
 std::string CachedAttention(GraphBuilder& g, const CausalLMIO& io, int layer, const std::string& q,
                             const std::string& k, const std::string& v, const AttentionOptions& options);
 
@@ -140,17 +132,6 @@ std::string SoftCap(GraphBuilder& g, const std::string& x, float cap, const std:
 // Transpose(embedding [V,H]), soft-capped (SoftCap) when final_softcap > 0.
 void LogitsAtLastPosition(GraphBuilder& g, const CausalLMIO& io, const std::string& hidden, int64_t hidden_size,
                           const std::string& embedding_vh, float final_softcap = 0.0f);
-
-// ---- GPT-J style rotary (interleaved pairs, optionally over the first rotary_dim dims) ----
-// Tables [max_positions, rotary_dim] as HF 4.44 create_sinusoidal_positions computes them in
-// float32 (inv_freq = 1 / theta^(2i/d), angle = pos·inv_freq), each value repeated twice in a
-// row (repeat_interleave), gathered at max(position_ids, 0) -> [B,1,S,rotary_dim].
-RopeTables RopeInterleaved(GraphBuilder& g, const CausalLMIO& io, int64_t max_positions, int64_t rotary_dim,
-                           double theta);
-// x [B,heads,S,head_dim]: the first rotary_dim dims become x·cos + rotate_every_two(x)·sin,
-// rotate_every_two(x)[2i] = -x[2i+1], [2i+1] = x[2i]; the rest pass through.
-std::string ApplyRopeInterleaved(GraphBuilder& g, const std::string& x, const RopeTables& rope, int64_t head_dim,
-                                 int64_t rotary_dim);
 
 // The hidden state [B,1,H] at argmax(position_ids) of each row (for heads that are not a bare
 // tied/untied MatMul, e.g. GPT-J's lm_head with bias).

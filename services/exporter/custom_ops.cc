@@ -1,5 +1,6 @@
 #include "services/exporter/custom_ops.h"
 
+#include <array>
 #include <vector>
 
 namespace qeff::exporter {
@@ -18,6 +19,24 @@ class Body {
     n->add_output(out);
     for (const auto& a : attrs) *n->add_attribute() = a;
     return out;
+  }
+
+  // An op with several outputs.
+  void OpN(const std::string& op, const std::vector<std::string>& inputs, const std::vector<std::string>& outs,
+           const std::vector<Attr>& attrs = {}) {
+    auto* n = fn_->add_node();
+    n->set_op_type(op);
+    for (const auto& i : inputs) n->add_input(i);
+    for (const auto& o : outs) n->add_output(o);
+    for (const auto& a : attrs) *n->add_attribute() = a;
+  }
+
+  std::string ConstF32(const std::string& out, float value) {
+    Attr a;
+    a.set_name("value_float");
+    a.set_type(onnx::AttributeProto::FLOAT);
+    a.set_f(value);
+    return Op("Constant", {}, out, {a});
   }
 
   std::string ConstI64(const std::string& out, const std::vector<int64_t>& values, bool scalar) {
@@ -169,6 +188,54 @@ onnx::FunctionProto CustomRMSNormFunction() {
   return fn;
 }
 
+onnx::FunctionProto SparseMoEFunction(int64_t num_experts, int64_t top_k, bool normalize) {
+  std::vector<std::string> inputs = {"x", "router"};
+  for (int64_t e = 0; e < num_experts; ++e) {
+    for (const char* p : {"gate", "up", "down"}) inputs.push_back(std::string(p) + std::to_string(e));
+  }
+  auto fn = NewFunction(kQeffDomain, "SparseMoE", inputs, {"out"});
+  fn.add_attribute("num_experts");
+  fn.add_attribute("top_k");
+  fn.add_attribute("normalize");
+  Body b(&fn);
+  // Routing weights [.., E]: the top-k softmax probabilities (renormalized), zero elsewhere.
+  b.Op("MatMul", {"x", "router"}, "router_logits");
+  b.Op("Softmax", {"router_logits"}, "probs", {AttrInt("axis", -1)});
+  b.ConstI64("k", {top_k}, false);
+  b.OpN("TopK", {"probs", "k"}, {"top_p", "top_i"}, {AttrInt("axis", -1)});
+  std::string top = "top_p";
+  if (normalize) {
+    b.ConstI64("last_axis", {-1}, false);
+    b.Op("ReduceSum", {"top_p", "last_axis"}, "top_sum", {AttrInt("keepdims", 1)});
+    top = b.Op("Div", {"top_p", "top_sum"}, "top_norm");
+  }
+  b.ConstF32("zero", 0.0f);
+  b.Op("Mul", {"probs", "zero"}, "zeros");
+  b.Op("ScatterElements", {"zeros", "top_i", top}, "routing", {AttrInt("axis", -1)});
+  // Every expert on every token, weighted (zero weight off the top-k): the dense form any ONNX
+  // runtime executes; the cpu device runs only the routed experts.
+  std::string acc;
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const std::string s = std::to_string(e);
+    b.Op("MatMul", {"x", "gate" + s}, "g" + s);
+    b.Op("Sigmoid", {"g" + s}, "sg" + s);
+    b.Op("Mul", {"g" + s, "sg" + s}, "act" + s);
+    b.Op("MatMul", {"x", "up" + s}, "u" + s);
+    b.Op("Mul", {"act" + s, "u" + s}, "h" + s);
+    b.Op("MatMul", {"h" + s, "down" + s}, "y" + s);
+    b.ConstI64("e" + s, {e}, false);
+    b.Op("Gather", {"routing", "e" + s}, "w" + s, {AttrInt("axis", -1)});
+    b.Op("Mul", {"y" + s, "w" + s}, "c" + s);
+    if (acc.empty()) {
+      acc = "c" + s;
+    } else {
+      acc = b.Op("Add", {acc, "c" + s}, e + 1 == num_experts ? "out" : "acc" + s);
+    }
+  }
+  if (acc != "out") b.Op("Identity", {acc}, "out");
+  return fn;
+}
+
 void AddFunction(onnx::ModelProto& model, const onnx::FunctionProto& fn) {
   for (const auto& f : model.functions()) {
     if (f.domain() == fn.domain() && f.name() == fn.name()) return;
@@ -208,6 +275,17 @@ std::string CtxGatherCB(GraphBuilder& g, const std::string& data, const std::str
 std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon) {
   AddFunction(g.model(), CustomRMSNormFunction());
   return g.Node("CustomRMSNorm", {x, weight}, {AttrFloat("epsilon", epsilon)}, "rms_norm", kQtiDomain);
+}
+
+std::string SparseMoE(GraphBuilder& g, const std::string& x, const std::string& router,
+                      const std::vector<std::array<std::string, 3>>& experts, int64_t top_k, bool normalize) {
+  AddFunction(g.model(), SparseMoEFunction(static_cast<int64_t>(experts.size()), top_k, normalize));
+  std::vector<std::string> inputs = {x, router};
+  for (const auto& e : experts) inputs.insert(inputs.end(), e.begin(), e.end());
+  return g.Node("SparseMoE", inputs,
+                {AttrInt("num_experts", static_cast<int64_t>(experts.size())), AttrInt("top_k", top_k),
+                 AttrInt("normalize", normalize ? 1 : 0)},
+                "moe", kQeffDomain);
 }
 
 }  // namespace qeff::exporter

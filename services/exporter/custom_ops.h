@@ -3,7 +3,10 @@
 // ONNX runtime execute it.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <onnx/onnx_pb.h>
 
@@ -13,6 +16,8 @@ namespace qeff::exporter {
 
 inline constexpr char kQualcommDomain[] = "com.qualcomm.cloud";
 inline constexpr char kQtiDomain[] = "com.qti.aisw.onnx";
+// Ops of our own (no QEfficient counterpart), each with a standard-ONNX function body.
+inline constexpr char kQeffDomain[] = "qeff";
 
 // CtxScatter(data[B,H,C,D], position_ids[B,S] int64, updates[B,H,S,D]) -> data with
 // data[b,h,pos[b,s],:] = updates[b,h,s,:]; a negative position writes slot C-1 (QEff's non-CB
@@ -33,6 +38,13 @@ onnx::FunctionProto CtxGatherCBFunction();
 // CustomRMSNorm(hidden_states, weight; epsilon) -> weight * x / sqrt(mean(x^2, -1) + epsilon).
 onnx::FunctionProto CustomRMSNormFunction();
 
+// SparseMoE(x [..,H], router [H,E], gate0 [H,I], up0 [H,I], down0 [I,H], gate1, ...;
+// num_experts, top_k, normalize) -> [..,H]: p = softmax(x·router), the top_k experts of each
+// token weighted by their p (renormalized to sum 1 when `normalize`, as Mixtral; Qwen2-MoE does
+// not), each expert down(silu(x·gate)·(x·up)). The body is specific to one expert count and
+// top_k, so a model holds one such function (all its MoE layers share them).
+onnx::FunctionProto SparseMoEFunction(int64_t num_experts, int64_t top_k, bool normalize);
+
 // Adds `fn` to the model's functions (once per name) and its domain to the opset imports.
 void AddFunction(onnx::ModelProto& model, const onnx::FunctionProto& fn);
 
@@ -45,5 +57,8 @@ void CtxScatterCB(GraphBuilder& g, const std::string& data, const std::string& b
 std::string CtxGatherCB(GraphBuilder& g, const std::string& data, const std::string& batch_index,
                         const std::string& ctx_indices);
 std::string CustomRMSNorm(GraphBuilder& g, const std::string& x, const std::string& weight, float epsilon);
+// experts[e] = {gate, up, down} weights in [in, out] layout.
+std::string SparseMoE(GraphBuilder& g, const std::string& x, const std::string& router,
+                      const std::vector<std::array<std::string, 3>>& experts, int64_t top_k, bool normalize);
 
 }  // namespace qeff::exporter

@@ -63,29 +63,6 @@ absl::StatusOr<std::string> ConfigChoice(const json& c, const std::string& key, 
       absl::StrCat(key, " \"", value, "\" is not supported (", absl::StrJoin(allowed, ", "), ")"));
 }
 
-absl::Status RejectRopeScaling(const json& c, const std::string& suffix) {
-  auto scaling = c.find("rope_scaling");
-  if (scaling != c.end() && !scaling->is_null()) {
-    return absl::UnimplementedError(absl::StrCat("rope_scaling (", scaling->dump(), ") is not supported", suffix));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RejectTypedRopeScaling(const json& c, const std::string& suffix) {
-  auto scaling = c.find("rope_scaling");
-  if (scaling != c.end() && !scaling->is_null()) {
-    std::string type = "?";
-    if (scaling->is_object()) {
-      for (const char* key : {"rope_type", "type"}) {
-        if (scaling->contains(key) && (*scaling)[key].is_string()) type = (*scaling)[key].get<std::string>();
-      }
-    }
-    return absl::UnimplementedError(
-        absl::StrCat("rope_scaling (type \"", type, "\": ", scaling->dump(), ") is not supported yet", suffix));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> WeightLoader::Tensor(const std::string& name, const std::vector<int64_t>& shape) const {
   return LoadWeight(g, folder, prefix + name, shape);
 }
@@ -133,13 +110,6 @@ absl::StatusOr<DecoderStart> BeginDecoder(BuildContext& ctx, const WeightLoader&
   QEFF_ASSIGN_OR_RETURN(s.embed, w.Tensor(embed_name, {d.vocab, d.hidden}));
   s.hidden = g.Node("Gather", {s.embed, s.io.input_ids}, {AttrInt("axis", 0)}, "tok_emb");
   return s;
-}
-
-AttentionOptions ScaledAttention(int64_t head_dim, int64_t kv_groups) {
-  AttentionOptions attn;
-  attn.score_divisors = {static_cast<float>(std::sqrt(static_cast<double>(head_dim)))};
-  attn.kv_groups = kv_groups;
-  return attn;
 }
 
 void ReportLayer(BuildContext& ctx, int layer, int64_t layers) {

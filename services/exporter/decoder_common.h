@@ -45,11 +45,6 @@ absl::Status CheckKvGroups(int64_t heads, int64_t kv_heads);
 absl::StatusOr<std::string> ConfigChoice(const nlohmann::json& c, const std::string& key, const std::string& fallback,
                                          std::initializer_list<const char*> allowed);
 
-// UNIMPLEMENTED when rope_scaling is set (non-null): "rope_scaling (<json>) is not supported<suffix>".
-absl::Status RejectRopeScaling(const nlohmann::json& c, const std::string& suffix = " yet");
-// As above, naming the scaling type: "rope_scaling (type "<t>": <json>) is not supported yet<suffix>".
-absl::Status RejectTypedRopeScaling(const nlohmann::json& c, const std::string& suffix = "");
-
 // ---- weights ----
 // Checked weight loads into `g`, each name prefixed with `prefix`.
 struct WeightLoader {
@@ -89,9 +84,6 @@ struct DecoderStart {
 // "embeddings" progress step, loads `embed_name` [vocab, hidden] and gathers the input tokens.
 absl::StatusOr<DecoderStart> BeginDecoder(BuildContext& ctx, const WeightLoader& w, const DecoderDims& d,
                                           const std::string& embed_name);
-
-// Scores / sqrt(head_dim) with `kv_groups` query heads per kv head.
-AttentionOptions ScaledAttention(int64_t head_dim, int64_t kv_groups = 1);
 
 // Reports "layer i+1 of layers".
 void ReportLayer(BuildContext& ctx, int layer, int64_t layers);

@@ -12,10 +12,12 @@ const ModelRegistry& ModelRegistry::Get() {
     RegisterGpt2(*r);
     RegisterLlama(*r);
     RegisterBert(*r);
-    RegisterGemma2(*r);
+    RegisterGemma(*r);
     RegisterPhi3(*r);
     RegisterGptj(*r);
     RegisterFalcon(*r);
+    RegisterMpt(*r);
+    RegisterStarcoder2(*r);
     return r;
   }();
   return *registry;

@@ -94,7 +94,8 @@ json CheckWithOnnxRuntime(const fs::path& export_dir, const fs::path& fixture, i
 
 // Exports fixture `name` and checks it with onnxruntime against HF's outputs: prefill, token by
 // token, greedy, chunked prefill (+ greedy) and a padded batch, logits within 1e-4 (gtest
-// assertions).
-void ExpectOnnxRuntimeMatchesHf(const std::string& name, int64_t kv_heads, int64_t head_dim);
+// assertions), except the checks named in `skip`.
+void ExpectOnnxRuntimeMatchesHf(const std::string& name, int64_t kv_heads, int64_t head_dim,
+                                const std::set<std::string>& skip = {});
 
 }  // namespace qeff::exporter::test_util

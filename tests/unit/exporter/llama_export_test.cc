@@ -158,14 +158,21 @@ TEST(LlamaExport, MistralSlidingWindowIsWhatMakesLongPromptsMatch) {
 
 TEST(LlamaExport, UnsupportedOrInconsistentConfigsGetClearStatuses) {
   TempDir tmp;
+  // llama3 scaling without its frequency factors: the missing field is named.
   auto scaled = Export(EditedCopy(tmp.path() / "a", "llama",
                                   [](json& c) { c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}}; }),
                        tmp.path() / "ea");
-  EXPECT_EQ(scaled.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(scaled.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("rope_scaling"));
-  EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("llama3"));
+  EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("low_freq_factor"));
+  // An unknown scaling type is refused by name.
+  auto unknown = Export(EditedCopy(tmp.path() / "a2", "llama",
+                                   [](json& c) { c["rope_scaling"] = {{"rope_type", "su-mix"}, {"factor", 8.0}}; }),
+                        tmp.path() / "ea2");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("su-mix"));
 
-  auto act = Export(EditedCopy(tmp.path() / "b", "llama", [](json& c) { c["hidden_act"] = "gelu"; }),
+  auto act = Export(EditedCopy(tmp.path() / "b", "llama", [](json& c) { c["hidden_act"] = "relu"; }),
                     tmp.path() / "eb");
   EXPECT_EQ(act.status().code(), absl::StatusCode::kUnimplemented);
 

@@ -126,21 +126,25 @@ TEST(MoreModelsExport, UnsupportedConfigsAreUnimplementedNamingTheField) {
     const fs::path base = tmp.path() / std::to_string(n++);
     return Export(EditedCopy(base / "in", fixture, edit), base / "out");
   };
-  ExpectUnimplemented(run("phi3",
-                          [](json& c) {
-                            c["rope_scaling"] = {{"type", "longrope"},
-                                                 {"short_factor", json::array({1.0, 1.0})},
-                                                 {"long_factor", json::array({1.0, 1.0})}};
-                          }),
+  ExpectUnimplemented(run("phi3", [](json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}}; }),
                       "rope_scaling");
-  ExpectUnimplemented(run("phi3", [](json& c) { c["hidden_act"] = "gelu"; }), "hidden_act");
+  ExpectUnimplemented(run("phi3", [](json& c) { c["hidden_act"] = "relu"; }), "hidden_act");
   ExpectUnimplemented(run("gptj", [](json& c) { c["rotary_dim"] = nullptr; }), "rotary_dim");
   ExpectUnimplemented(run("gptj", [](json& c) { c["activation_function"] = "relu"; }), "activation_function");
-  ExpectUnimplemented(run("falcon", [](json& c) { c["new_decoder_architecture"] = true; }),
-                      "new_decoder_architecture");
   ExpectUnimplemented(run("falcon", [](json& c) { c["alibi"] = true; }), "alibi");
-  ExpectUnimplemented(run("falcon", [](json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}}; }),
-                      "rope_scaling");
+  ExpectUnimplemented(run("falcon", [](json& c) { c["rope_scaling"] = {{"type", "ntk-by-parts"}, {"factor", 2.0}}; }),
+                      "ntk-by-parts");
+  // longrope with the wrong number of factors (head_dim / 2 are needed).
+  auto longrope = run("phi3", [](json& c) {
+    c["rope_scaling"] = {{"type", "longrope"}, {"short_factor", json::array({1.0, 1.0})},
+                         {"long_factor", json::array({1.0, 1.0})}};
+  });
+  EXPECT_EQ(longrope.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(longrope.status().message()), HasSubstr("short_factor"));
+  // A falcon-7b checkpoint declared as the new layout: the missing tensor is named.
+  auto falcon_new = run("falcon", [](json& c) { c["new_decoder_architecture"] = true; });
+  EXPECT_EQ(falcon_new.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(falcon_new.status().message()), HasSubstr("ln_attn"));
 
   // Inconsistent with the checkpoint: the weight shape check names the tensor.
   auto gptj_dim = run("gptj", [](json& c) { c["n_inner"] = 128; });

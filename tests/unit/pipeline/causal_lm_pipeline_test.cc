@@ -48,8 +48,17 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
   auto outputs = hf::SafetensorsFile::Open(dir / "outputs.safetensors");
   ASSERT_TRUE(outputs.ok()) << outputs.status();
 
+  // Longrope (phi3_longrope) picks short or long factors per call from the call's largest
+  // position, as HF does; HF's reference logits come from one call over the whole prompt, so a
+  // prompt past original_max_position_embeddings is prefilled in one call here too, and its
+  // one-token-per-call path (which switches factors at that position) is not comparable.
+  std::ifstream cfg_in(dir / "config.json");
+  const nlohmann::json cfg = nlohmann::json::parse(cfg_in);
+  const bool longrope = cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object() &&
+                        cfg["rope_scaling"].value("type", cfg["rope_scaling"].value("rope_type", "")) == "longrope";
+  const int64_t long_from = longrope ? cfg.value("original_max_position_embeddings", int64_t{1} << 40) : int64_t{1} << 40;
   Workdir work(GetParam());
-  constexpr int kPrefill = 8;
+  const int kPrefill = longrope ? 64 : 8;
   auto session = ExportAndCompile(dir, work.path(), kPrefill, /*ctx=*/64);
   ASSERT_TRUE(session);
   const int vocab = session->vocab_size();
@@ -73,7 +82,7 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
       auto got = RunStep(*session, decode, {ids[t]}, {t});
       worst = std::max(worst, MaxDiff(got, want + static_cast<size_t>(t) * vocab));
     }
-    EXPECT_LE(worst, 1e-4) << GetParam() << " prompt " << idx << ": decode-path logits vs HF";
+    if (L <= long_from) EXPECT_LE(worst, 1e-4) << GetParam() << " prompt " << idx << ": decode-path logits vs HF";
 
     // Chunked prefill (last chunk right-padded with position -1): last position.
     session->ResetState();
@@ -104,7 +113,10 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CausalLmPipelineTest,
-                         ::testing::Values("llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2"),
+                         ::testing::Values("llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2",
+                                           "falcon_new_arch", "llama32", "llama_linear_rope", "phi3_longrope",
+                                           "mixtral", "qwen2_moe", "gpt_bigcode", "starcoder2", "phi", "gemma",
+                                           "mpt", "codegen"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

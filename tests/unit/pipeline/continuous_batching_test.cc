@@ -186,7 +186,9 @@ TEST(SchedulerTest, DeadlinesCancellationAndShutdownReleaseSlots) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ContinuousBatchingTest,
-                         ::testing::Values("gpt2", "llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2"),
+                         ::testing::Values("gpt2", "llama", "mistral", "qwen2", "phi3", "gptj", "falcon", "gemma2",
+                                           "falcon_new_arch", "llama32", "llama_linear_rope", "mixtral", "qwen2_moe",
+                                           "gpt_bigcode", "starcoder2", "phi", "gemma", "mpt", "codegen"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
