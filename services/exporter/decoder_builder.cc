@@ -19,7 +19,7 @@ struct Norm {
 class LayerBuilder {
  public:
   LayerBuilder(BuildContext& ctx, const DecoderSpec& s)
-      : ctx_(ctx), s_(s), g_(ctx.graph), w_{ctx.graph, ctx.folder, s.prefix} {}
+      : ctx_(ctx), s_(s), g_(ctx.graph), w_{ctx.graph, ctx.folder, s.names.prefix} {}
 
   GraphBuilder& g() { return g_; }
   const WeightLoader& w() const { return w_; }
@@ -33,7 +33,7 @@ class LayerBuilder {
         break;
       }
       case NormKind::kRmsPlusOne: {
-        QEFF_ASSIGN_OR_RETURN(norm.weight, PlusOneWeight(s_.prefix + name + ".weight", n));
+        QEFF_ASSIGN_OR_RETURN(norm.weight, PlusOneWeight(s_.names.prefix + name + ".weight", n));
         break;
       }
       case NormKind::kLayerNorm: {
@@ -251,7 +251,7 @@ absl::Status BuildDecoder(BuildContext& ctx, const DecoderSpec& s, ExportSummary
   GraphBuilder& g = ctx.graph;
   const int64_t H = d.hidden, hd = d.head_dim, qdim = d.heads * hd;
 
-  QEFF_ASSIGN_OR_RETURN(DecoderStart start, BeginDecoder(ctx, b.w(), d, s.embed));
+  QEFF_ASSIGN_OR_RETURN(DecoderStart start, BeginDecoder(ctx, b.w(), d, s.names.embed));
   const CausalLMIO& io = start.io;
   std::string h = start.hidden;
   if (s.scale_embeddings) {
@@ -276,8 +276,8 @@ absl::Status BuildDecoder(BuildContext& ctx, const DecoderSpec& s, ExportSummary
   const std::string window_mask = s.sliding_window > 0 ? SlidingWindowMask(g, io, s.sliding_window) : "";
 
   for (int i = 0; i < d.layers; ++i) {
-    const std::string l = absl::StrCat(s.layers, i, ".");
-    const std::string a = l + s.attn;
+    const std::string l = absl::StrCat(s.names.layers, i, ".");
+    const std::string a = l + s.names.attn;
     QEFF_ASSIGN_OR_RETURN(Norm n1, b.LoadNorm(l + s.attn_norm));
     std::string x = b.ApplyNorm(h, n1);
 
@@ -312,7 +312,7 @@ absl::Status BuildDecoder(BuildContext& ctx, const DecoderSpec& s, ExportSummary
     if (sparse) {
       QEFF_ASSIGN_OR_RETURN(f, MoeMlp(b, s, mlp_in, l));
     } else {
-      QEFF_ASSIGN_OR_RETURN(f, DenseMlp(b, s, mlp_in, l + s.mlp, d.inner));
+      QEFF_ASSIGN_OR_RETURN(f, DenseMlp(b, s, mlp_in, l + s.names.mlp, d.inner));
     }
     if (!s.post_mlp_norm.empty()) {
       QEFF_ASSIGN_OR_RETURN(Norm pn, b.LoadNorm(l + s.post_mlp_norm));
@@ -327,7 +327,7 @@ absl::Status BuildDecoder(BuildContext& ctx, const DecoderSpec& s, ExportSummary
     ReportLayer(ctx, i, d.layers);
   }
 
-  QEFF_ASSIGN_OR_RETURN(Norm nf, b.LoadNorm(s.final_norm));
+  QEFF_ASSIGN_OR_RETURN(Norm nf, b.LoadNorm(s.names.final_norm));
   h = b.ApplyNorm(h, nf);
   if (s.lm_head_bias) {
     QEFF_ASSIGN_OR_RETURN(std::string head, LmHeadWeight(b.w(), start.embed, s.tied, d));
@@ -385,6 +385,20 @@ absl::StatusOr<DecoderSpec> LlamaLayout(const nlohmann::json& c, double epsilon,
   QEFF_ASSIGN_OR_RETURN(s.act, ReadActivation(c, "hidden_act", "silu"));
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", tied));
   return s;
+}
+
+absl::Status ReadGpt2Dims(const nlohmann::json& c, DecoderDims* d) {
+  QEFF_ASSIGN_OR_RETURN(d->hidden, ConfigInt(c, "n_embd", 1, 1 << 16));
+  QEFF_ASSIGN_OR_RETURN(d->heads, ConfigInt(c, "n_head", 1, 1024));
+  QEFF_ASSIGN_OR_RETURN(d->layers, ConfigInt(c, "n_layer", 1, 1024));
+  QEFF_ASSIGN_OR_RETURN(d->vocab, ConfigInt(c, "vocab_size", 1, 1 << 22));
+  QEFF_ASSIGN_OR_RETURN(d->positions, ConfigInt(c, "n_positions", 1, 1 << 22));
+  const int64_t default_inner = 4 * d->hidden;
+  QEFF_ASSIGN_OR_RETURN(d->inner, ConfigInt(c, "n_inner", 1, 1 << 20, &default_inner));
+  QEFF_RETURN_IF_ERROR(CheckHeadsDivide(d->hidden, d->heads, "n_embd", "n_head"));
+  d->head_dim = d->hidden / d->heads;
+  d->kv_heads = d->heads;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Activation> ReadActivation(const nlohmann::json& c, const std::string& key,

@@ -64,13 +64,11 @@ struct DecoderSpec {
   DecoderDims dims;  // hidden, heads, kv_heads, head_dim, layers, vocab, inner, positions
 
   // ---- weight names: <prefix><layers><i>.<attn>/<mlp>..., final norm <prefix><final_norm> ----
-  std::string prefix = "model.";
-  std::string embed = "embed_tokens.weight";
+  struct Names {
+    std::string prefix = "model.", embed = "embed_tokens.weight", layers = "layers.", attn = "self_attn.",
+                mlp = "mlp.", final_norm = "norm";
+  } names;
   std::string learned_positions;  // e.g. "wpe.weight" [positions, hidden]; empty = none
-  std::string layers = "layers.";
-  std::string attn = "self_attn.";
-  std::string mlp = "mlp.";
-  std::string final_norm = "norm";
   bool conv1d_weights = false;  // GPT-2's Conv1D: weights stored [in, out] instead of nn.Linear's [out, in]
 
   // ---- embeddings ----
@@ -130,6 +128,10 @@ void RegisterDecoder(ModelRegistry& registry, const std::string& architecture,
 // tie_word_embeddings (default `tied`), SwiGLU gate/up/down. Families override what differs.
 absl::StatusOr<DecoderSpec> LlamaLayout(const nlohmann::json& c, double epsilon, bool tied,
                                         const DecoderDims* defaults = nullptr);
+
+// GPT-2's config keys (GPT-2, GPTBigCode, GPT-J, CodeGen): n_embd, n_head (kv heads = heads),
+// n_layer, vocab_size, n_positions, n_inner (default 4 · n_embd); head_dim = n_embd / n_head.
+absl::Status ReadGpt2Dims(const nlohmann::json& c, DecoderDims* d);
 
 // Config helpers the family readers share.
 absl::StatusOr<Activation> ReadActivation(const nlohmann::json& c, const std::string& key,

@@ -68,11 +68,7 @@ absl::StatusOr<DecoderSpec> Falcon(const hf::ModelFolder& f) {
   QEFF_ASSIGN_OR_RETURN(double theta, ConfigFloat(c, "rope_theta", 1.0, 1e12, 10000.0));
   QEFF_ASSIGN_OR_RETURN(s.rotary, ReadRotary(c, RotarySpec::Style::kHalf, d.head_dim, d.positions, theta));
   QEFF_ASSIGN_OR_RETURN(s.act, ReadActivation(c, "activation", "gelu"));
-  s.prefix = "transformer.";
-  s.embed = "word_embeddings.weight";
-  s.layers = "h.";
-  s.attn = "self_attention.";
-  s.final_norm = "ln_f";
+  s.names = {"transformer.", "word_embeddings.weight", "h.", "self_attention.", "mlp.", "ln_f"};
   s.norm = NormKind::kLayerNorm;
   s.qkv_names = {"query_key_value"};
   s.o_name = "dense";

@@ -20,17 +20,7 @@ using json = nlohmann::json;
 absl::StatusOr<DecoderSpec> Gpt2Layout(const hf::ModelFolder& f) {
   const json& c = f.config();
   DecoderSpec s;
-  DecoderDims& d = s.dims;
-  QEFF_ASSIGN_OR_RETURN(d.hidden, ConfigInt(c, "n_embd", 1, 1 << 16));
-  QEFF_ASSIGN_OR_RETURN(d.heads, ConfigInt(c, "n_head", 1, 1024));
-  QEFF_ASSIGN_OR_RETURN(d.layers, ConfigInt(c, "n_layer", 1, 1024));
-  QEFF_ASSIGN_OR_RETURN(d.vocab, ConfigInt(c, "vocab_size", 1, 1 << 22));
-  QEFF_ASSIGN_OR_RETURN(d.positions, ConfigInt(c, "n_positions", 1, 1 << 22));
-  const int64_t default_inner = 4 * d.hidden;
-  QEFF_ASSIGN_OR_RETURN(d.inner, ConfigInt(c, "n_inner", 1, 1 << 20, &default_inner));
-  QEFF_RETURN_IF_ERROR(CheckHeadsDivide(d.hidden, d.heads, "n_embd", "n_head"));
-  d.head_dim = d.hidden / d.heads;
-  d.kv_heads = d.heads;
+  QEFF_RETURN_IF_ERROR(ReadGpt2Dims(c, &s.dims));
   QEFF_ASSIGN_OR_RETURN(double eps, ConfigFloat(c, "layer_norm_epsilon", 0.0, 1.0, 1e-5));
   s.epsilon = static_cast<float>(eps);
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", true));
@@ -38,13 +28,10 @@ absl::StatusOr<DecoderSpec> Gpt2Layout(const hf::ModelFolder& f) {
   if (cross) return absl::UnimplementedError("add_cross_attention = true is not supported");
   // save_pretrained writes "transformer.*"; the original hub checkpoints have no prefix (and
   // extra attn.bias / attn.masked_bias buffers, which are never read).
-  QEFF_ASSIGN_OR_RETURN(s.prefix, DetectWeightPrefix(f, "transformer.", "wte.weight",
+  QEFF_ASSIGN_OR_RETURN(s.names.prefix, DetectWeightPrefix(f, "transformer.", "wte.weight",
                                                      "\"transformer.wte.weight\" (or \"wte.weight\")"));
-  s.embed = "wte.weight";
+  s.names = {s.names.prefix, "wte.weight", "h.", "attn.", "mlp.", "ln_f"};
   s.learned_positions = "wpe.weight";
-  s.layers = "h.";
-  s.attn = "attn.";
-  s.final_norm = "ln_f";
   s.norm = NormKind::kLayerNorm;
   s.attn_norm = "ln_1";
   s.mlp_norm = "ln_2";
@@ -55,7 +42,7 @@ absl::StatusOr<DecoderSpec> Gpt2Layout(const hf::ModelFolder& f) {
   s.mlp_kind = MlpKind::kPlain;
   s.mlp_names = {"c_fc", "c_proj"};
   QEFF_ASSIGN_OR_RETURN(s.act, ReadActivation(c, "activation_function", "gelu_new"));
-  s.summary = {{"weight_prefix", s.prefix}};
+  s.summary = {{"weight_prefix", s.names.prefix}};
   return s;
 }
 

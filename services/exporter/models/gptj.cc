@@ -19,16 +19,7 @@ absl::StatusOr<DecoderSpec> Gptj(const hf::ModelFolder& f) {
   const json& c = f.config();
   DecoderSpec s;
   DecoderDims& d = s.dims;
-  QEFF_ASSIGN_OR_RETURN(d.hidden, ConfigInt(c, "n_embd", 1, 1 << 16));
-  QEFF_ASSIGN_OR_RETURN(d.heads, ConfigInt(c, "n_head", 1, 1024));
-  QEFF_ASSIGN_OR_RETURN(d.layers, ConfigInt(c, "n_layer", 1, 1024));
-  QEFF_ASSIGN_OR_RETURN(d.vocab, ConfigInt(c, "vocab_size", 1, 1 << 22));
-  QEFF_ASSIGN_OR_RETURN(d.positions, ConfigInt(c, "n_positions", 1, 1 << 22));
-  const int64_t default_inner = 4 * d.hidden;
-  QEFF_ASSIGN_OR_RETURN(d.inner, ConfigInt(c, "n_inner", 1, 1 << 20, &default_inner));
-  QEFF_RETURN_IF_ERROR(CheckHeadsDivide(d.hidden, d.heads, "n_embd", "n_head"));
-  d.head_dim = d.hidden / d.heads;
-  d.kv_heads = d.heads;
+  QEFF_RETURN_IF_ERROR(ReadGpt2Dims(c, &d));
   auto rd = c.find("rotary_dim");
   if (rd == c.end() || rd->is_null()) {
     // HF then builds tables of n_embd dims against head_dim-wide heads, which only works for
@@ -43,11 +34,7 @@ absl::StatusOr<DecoderSpec> Gptj(const hf::ModelFolder& f) {
   QEFF_ASSIGN_OR_RETURN(s.act, ReadActivation(c, "activation_function", "gelu_new"));
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", false));
   if (s.tied) return absl::UnimplementedError("tie_word_embeddings = true is not supported (lm_head has a bias)");
-  s.prefix = "transformer.";
-  s.embed = "wte.weight";
-  s.layers = "h.";
-  s.attn = "attn.";
-  s.final_norm = "ln_f";
+  s.names = {"transformer.", "wte.weight", "h.", "attn.", "mlp.", "ln_f"};
   s.norm = NormKind::kLayerNorm;
   s.attn_norm = "ln_1";
   s.mlp_norm = "";

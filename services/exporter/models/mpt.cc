@@ -46,12 +46,7 @@ absl::StatusOr<DecoderSpec> Mpt(const hf::ModelFolder& f) {
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", true));
   if (!s.tied) return absl::UnimplementedError("MPT with an untied lm_head is not supported");
   s.act = Activation::kGeluErf;
-  s.prefix = "transformer.";
-  s.embed = "wte.weight";
-  s.layers = "blocks.";
-  s.attn = "attn.";
-  s.mlp = "ffn.";
-  s.final_norm = "norm_f";
+  s.names = {"transformer.", "wte.weight", "blocks.", "attn.", "ffn.", "norm_f"};
   s.norm = NormKind::kLayerNorm;
   s.attn_norm = "norm_1";
   s.mlp_norm = "norm_2";

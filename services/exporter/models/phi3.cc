@@ -52,7 +52,7 @@ absl::StatusOr<DecoderSpec> Phi(const hf::ModelFolder& f) {
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", false));
   if (s.tied) return absl::UnimplementedError("tie_word_embeddings = true is not supported for Phi (lm_head has a bias)");
   s.norm = NormKind::kLayerNorm;
-  s.final_norm = "final_layernorm";
+  s.names.final_norm = "final_layernorm";
   s.parallel = true;
   s.mlp_norm = "";
   s.qkv_bias = s.o_bias = s.mlp_bias = true;
