@@ -1,17 +1,19 @@
-// qeff-make-random-model: writes a HF GPT-2 or Llama folder (config.json, generation_config.json,
+// qeff-make-random-model: writes a HF GPT-2, Llama or Mixtral folder (config.json, generation_config.json,
 // model.safetensors) of any shape with seeded random weights, for tests and benchmarks.
 //
 //   qeff-make-random-model --out DIR --n-layer N --n-embd N --n-head N --vocab N --n-positions N
 //       [--seed S] [--dtype f32|f16|bf16] [--std X] [--tokenizer-from DIR] [--no-prefix]
 //   qeff-make-random-model --arch llama --out DIR --n-layer N --hidden N --intermediate N --n-head N
 //       [--kv-heads N] --vocab N --n-positions N [--seed S] [--dtype ...] [--std X] [--tokenizer-from DIR]
+//   qeff-make-random-model --arch mixtral ... (as llama) --experts E --top-k K
 //
 // --arch gpt2 (default) writes GPT2LMHeadModel; --arch llama writes LlamaForCausalLM (RMSNorm
 // eps 1e-5, rope_theta 10000, untied lm_head, no biases). Flags map to config.json as:
 // --n-layer = n_layer | num_hidden_layers, --n-embd (alias --hidden) = n_embd | hidden_size,
 // --n-head = n_head | num_attention_heads, --vocab = vocab_size, --n-positions = n_positions |
 // max_position_embeddings; llama only: --intermediate = intermediate_size (required),
-// --kv-heads = num_key_value_heads (default --n-head). TinyLlama-1.1B's shape:
+// --kv-heads = num_key_value_heads (default --n-head); mixtral: MixtralForCausalLM with E experts
+// of --intermediate each (num_local_experts, num_experts_per_tok = K). TinyLlama-1.1B's shape:
 //   --arch llama --n-layer 22 --hidden 2048 --intermediate 5632 --n-head 32 --kv-heads 4 --vocab 32000
 //   --n-positions 2048
 //
@@ -99,6 +101,7 @@ int64_t ParsePositive(const std::string& flag, const std::string& v, int64_t max
 int main(int argc, char** argv) {
   std::string out, dtype_name = "f32", tokenizer_from, arch = "gpt2";
   int64_t layers = 0, hidden = 0, heads = 0, vocab = 0, positions = 0, intermediate = 0, kv_heads = 0;
+  int64_t experts = 0, top_k = 0;
   uint64_t seed = 0;
   double std_dev = -1;
   bool prefix = true;
@@ -114,6 +117,8 @@ int main(int argc, char** argv) {
     else if (a == "--n-embd" || a == "--hidden") hidden = ParsePositive(a, value(), 1 << 16);
     else if (a == "--intermediate") intermediate = ParsePositive(a, value(), 1 << 20);
     else if (a == "--kv-heads") kv_heads = ParsePositive(a, value(), 1024);
+    else if (a == "--experts") experts = ParsePositive(a, value(), 1024);
+    else if (a == "--top-k") top_k = ParsePositive(a, value(), 1024);
     else if (a == "--n-head") heads = ParsePositive(a, value(), 1024);
     else if (a == "--vocab") vocab = ParsePositive(a, value(), 1 << 22);
     else if (a == "--n-positions") positions = ParsePositive(a, value(), 1 << 20);
@@ -124,8 +129,11 @@ int main(int argc, char** argv) {
     else if (a == "--no-prefix") prefix = false;
     else Usage(("unknown flag " + a).c_str());
   }
-  if (arch != "gpt2" && arch != "llama") Usage("--arch must be gpt2 or llama");
-  const bool llama = arch == "llama";
+  if (arch != "gpt2" && arch != "llama" && arch != "mixtral") Usage("--arch must be gpt2, llama or mixtral");
+  const bool mixtral = arch == "mixtral";
+  const bool llama = arch == "llama" || mixtral;  // Mixtral is the Llama layout with MoE MLPs
+  if (mixtral && (!experts || !top_k || top_k > experts)) Usage("--arch mixtral needs --experts E --top-k K (K <= E)");
+  if (!mixtral && (experts || top_k)) Usage("--experts and --top-k are for --arch mixtral only");
   if (out.empty() || !layers || !hidden || !heads || !vocab || !positions) Usage("missing a required flag");
   if (hidden % heads != 0) Usage("--n-embd must be divisible by --n-head");
   if (llama) {
@@ -168,6 +176,17 @@ int main(int argc, char** argv) {
       add(l + "self_attn.v_proj.weight", {kv_dim, H}, Init::kNormal);
       add(l + "self_attn.o_proj.weight", {H, H}, Init::kNormal);
       add(l + "post_attention_layernorm.weight", {H}, Init::kNormWeight);
+      if (mixtral) {
+        const std::string m = l + "block_sparse_moe.";
+        add(m + "gate.weight", {experts, H}, Init::kNormal);
+        for (int64_t e = 0; e < experts; ++e) {
+          const std::string x = m + "experts." + std::to_string(e) + ".";
+          add(x + "w1.weight", {I, H}, Init::kNormal);
+          add(x + "w2.weight", {H, I}, Init::kNormal);
+          add(x + "w3.weight", {I, H}, Init::kNormal);
+        }
+        continue;
+      }
       add(l + "mlp.gate_proj.weight", {I, H}, Init::kNormal);
       add(l + "mlp.up_proj.weight", {I, H}, Init::kNormal);
       add(l + "mlp.down_proj.weight", {H, I}, Init::kNormal);
@@ -266,6 +285,14 @@ int main(int argc, char** argv) {
               {"use_cache", true},
               {"vocab_size", vocab},
               {"qeff_random_seed", seed}};
+    if (mixtral) {
+      config["architectures"] = {"MixtralForCausalLM"};
+      config["model_type"] = "mixtral";
+      config["num_local_experts"] = experts;
+      config["num_experts_per_tok"] = top_k;
+      config["sliding_window"] = nullptr;
+      for (const char* k : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(k);
+    }
     generation = {{"bos_token_id", bos}, {"eos_token_id", eos}};
   } else {
     const int64_t eos = std::min<int64_t>(50256, vocab - 1);

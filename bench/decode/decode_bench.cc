@@ -31,10 +31,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Bytes the decode specialization must read per call: constants (gathers read one row) and,
-// separately, the retained state (the KV cache is read over its whole ctx_len every step).
+// Bytes the decode specialization must read per call: constants (gathers read one row; a
+// SparseMoE reads its router and top_k of its experts) and, separately, the retained state (the
+// KV cache is read over its whole ctx_len every step). `all_weights` counts every expert.
 struct DecodeBytes {
   int64_t weights = 0;
+  int64_t all_weights = 0;
   int64_t state = 0;
 };
 
@@ -56,11 +58,20 @@ DecodeBytes DecodeReadBytes(const fs::path& qpc) {
       const int i = op.inputs(k);
       if (i < 0 || spec->tensors(i).storage() != qeff::v1::WEIGHT) continue;
       const auto& t = spec->tensors(i);
+      int64_t read = t.bytes();
       if ((op.type() == "Gather" || op.type() == "GatherElements") && k == 0) {
-        total.weights += t.bytes() / std::max<int64_t>(1, t.shape(0));  // one row per token
-      } else {
-        total.weights += t.bytes();
+        read = t.bytes() / std::max<int64_t>(1, t.shape(0));  // one row per token
       }
+      total.all_weights += read;
+      if (op.type() == "SparseMoE" && k >= 2) {
+        int64_t experts = 1, top_k = 1;
+        for (const auto& a : op.attrs()) {
+          if (a.name() == "num_experts") experts = a.i();
+          if (a.name() == "top_k") top_k = a.i();
+        }
+        read = read * top_k / std::max<int64_t>(1, experts);  // one token routes to top_k experts
+      }
+      total.weights += read;
     }
   }
   return total;
@@ -154,6 +165,7 @@ int main(int argc, char** argv) {
       {"ttft_ms", r->stats.ttft_ms},
       {"decode_tokens_per_s", r->stats.decode_tokens_per_s},
       {"weight_bytes_per_token", wbytes},
+      {"weight_bytes_total", read.all_weights},
       {"kv_cache_bytes_per_token", read.state},
       {"effective_gb_per_s", r->stats.decode_tokens_per_s * per_token / 1e9},
       {"read_bandwidth_gb_per_s", bw},
