@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/tokenizer/bpe_model.h"
 #include "common/tokenizer/json_helpers.h"
+#include "common/tokenizer/unigram_model.h"
 #include "common/tokenizer/wordpiece_model.h"
 
 namespace qeff::tokenizer {
@@ -42,6 +43,18 @@ absl::StatusOr<Vocab> Vocab::FromJson(const nlohmann::json& j, std::string_view 
   return v;
 }
 
+absl::Status Model::TokenizeWithTokens(std::string_view word, std::vector<int32_t>* ids,
+                                       std::vector<std::string>* tokens) const {
+  size_t first = ids->size();
+  absl::Status s = Tokenize(word, ids);
+  if (!s.ok()) return s;
+  for (size_t i = first; i < ids->size(); ++i) {
+    const std::string* token = IdToToken((*ids)[i]);
+    tokens->push_back(token != nullptr ? *token : std::string());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Model>> ModelFromJson(const nlohmann::json& j) {
   if (!j.is_object()) return internal::ComponentError("model", "must be a JSON object");
   std::string type;
@@ -65,6 +78,11 @@ absl::StatusOr<std::unique_ptr<Model>> ModelFromJson(const nlohmann::json& j) {
   }
   if (type == "WordPiece") {
     auto m = WordPieceModel::FromJson(j);
+    if (!m.ok()) return m.status();
+    return std::unique_ptr<Model>(std::move(*m));
+  }
+  if (type == "Unigram") {
+    auto m = UnigramModel::FromJson(j);
     if (!m.ok()) return m.status();
     return std::unique_ptr<Model>(std::move(*m));
   }

@@ -1,7 +1,8 @@
 // The model of tokenizer.json ("model"): turns one pre-tokenized word into ids. BPE lives in
-// bpe_model.h, WordPiece and WordLevel in wordpiece_model.h; ModelFromJson picks by "type", or by
-// the fields present for older files without one (merges -> BPE, WordPiece fields -> WordPiece,
-// otherwise a token -> id map -> WordLevel).
+// bpe_model.h, WordPiece and WordLevel in wordpiece_model.h, Unigram in unigram_model.h;
+// ModelFromJson picks by "type", or by the fields present for older files without one (merges ->
+// BPE, WordPiece fields -> WordPiece, a list of [piece, score] -> Unigram, otherwise a token -> id
+// map -> WordLevel).
 #pragma once
 
 #include <cstdint>
@@ -52,6 +53,10 @@ class Model {
   // Appends the ids of one non-empty word (valid UTF-8). Fails only when the model needs its
   // unknown token and the vocabulary lacks it.
   virtual absl::Status Tokenize(std::string_view word, std::vector<int32_t>* ids) const = 0;
+  // Tokenize, and also appends the string of each new id to `tokens`. The default is the
+  // vocabulary string of the id; Unigram reports an unknown piece as the text it covers.
+  virtual absl::Status TokenizeWithTokens(std::string_view word, std::vector<int32_t>* ids,
+                                          std::vector<std::string>* tokens) const;
   virtual std::optional<int32_t> TokenToId(std::string_view token) const = 0;
   // nullptr when the id is not in the vocabulary.
   virtual const std::string* IdToToken(int32_t id) const = 0;

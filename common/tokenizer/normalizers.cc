@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/tokenizer/json_helpers.h"
+#include "common/tokenizer/precompiled_normalizer.h"
 #include "common/tokenizer/unicode.h"
 
 namespace qeff::tokenizer {
@@ -238,6 +239,7 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& j) {
     if (!right.ok()) return right.status();
     return std::make_unique<StripNormalizer>(*left, *right);
   }
+  if (type == "Precompiled") return PrecompiledNormalizerFromJson(j);
   if (type == "Sequence") {
     if (!j.contains("normalizers") || !j["normalizers"].is_array()) {
       return ComponentError(component, "\"normalizers\" must be a list");

@@ -1,5 +1,6 @@
 // Normalizers of tokenizer.json ("normalizer"): NFC, NFD, NFKC, NFKD, Lowercase, StripAccents,
-// BertNormalizer, Replace, Prepend, Strip, ByteLevel and Sequence, with the Rust library's semantics.
+// BertNormalizer, Replace, Prepend, Strip, ByteLevel, Precompiled (precompiled_normalizer.h) and
+// Sequence, with the Rust library's semantics.
 // They run on each text segment between added tokens (so Prepend applies per segment).
 #pragma once
 

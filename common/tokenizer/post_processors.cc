@@ -1,5 +1,6 @@
 #include "common/tokenizer/post_processors.h"
 
+#include <iterator>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -16,46 +17,111 @@ namespace {
 using internal::ComponentError;
 using internal::Json;
 
-// One element of a template: the input sequence, or a run of special tokens.
+// Largest type id accepted (the Rust type is u32; real templates use 0 and 1).
+constexpr int64_t kMaxTypeId = (int64_t{1} << 31) - 1;
+
+// One element of a template: sequence A (0) or B (1), or a run of special tokens.
 struct TemplatePiece {
-  bool is_sequence = false;
+  int sequence = -1;  // -1: special tokens
+  int32_t type_id = 0;
   std::vector<int32_t> ids;
   std::vector<std::string> tokens;
+  bool last_use = false;  // the template's last reference to `sequence`
 };
+
+void Append(Encoding* out, Encoding&& e) {
+  out->ids.insert(out->ids.end(), e.ids.begin(), e.ids.end());
+  out->tokens.insert(out->tokens.end(), std::make_move_iterator(e.tokens.begin()), std::make_move_iterator(e.tokens.end()));
+  out->type_ids.insert(out->type_ids.end(), e.type_ids.begin(), e.type_ids.end());
+}
+
+Encoding Specials(const std::vector<int32_t>& ids, const std::vector<std::string>& tokens, int32_t type_id) {
+  Encoding e;
+  e.ids = ids;
+  e.tokens = tokens;
+  e.type_ids.assign(ids.size(), type_id);
+  return e;
+}
 
 class TemplateProcessor : public PostProcessor {
  public:
-  explicit TemplateProcessor(std::vector<TemplatePiece> pieces) : pieces_(std::move(pieces)) {}
-  void Process(Encoding* e, bool add_special_tokens) const override {
-    if (!add_special_tokens) return;
-    Encoding out;
-    for (const TemplatePiece& p : pieces_) {
-      if (p.is_sequence) {
-        out.ids.insert(out.ids.end(), e->ids.begin(), e->ids.end());
-        out.tokens.insert(out.tokens.end(), e->tokens.begin(), e->tokens.end());
-      } else {
-        out.ids.insert(out.ids.end(), p.ids.begin(), p.ids.end());
-        out.tokens.insert(out.tokens.end(), p.tokens.begin(), p.tokens.end());
+  TemplateProcessor(std::vector<TemplatePiece> single, std::vector<TemplatePiece> pair)
+      : single_(std::move(single)), pair_(std::move(pair)) {
+    MarkLastUses(&single_);
+    MarkLastUses(&pair_);
+  }
+  void Process(std::vector<Encoding>* encodings, bool add_special_tokens) const override {
+    const std::vector<TemplatePiece>& pieces = encodings->size() == 2 ? pair_ : single_;
+    std::vector<Encoding> out;
+    out.reserve(pieces.size());
+    for (const TemplatePiece& p : pieces) {
+      if (p.sequence >= 0) {
+        // Validated on load: single templates name only A.
+        if (static_cast<size_t>(p.sequence) >= encodings->size()) continue;
+        Encoding& in = (*encodings)[p.sequence];
+        // A sequence is copied only when the template uses it again later.
+        Encoding e = p.last_use ? std::move(in) : in;
+        e.type_ids.assign(e.ids.size(), p.type_id);
+        out.push_back(std::move(e));
+      } else if (add_special_tokens) {
+        out.push_back(Specials(p.ids, p.tokens, p.type_id));
       }
     }
-    *e = std::move(out);
+    encodings->swap(out);
   }
 
  private:
-  std::vector<TemplatePiece> pieces_;
+  static void MarkLastUses(std::vector<TemplatePiece>* pieces) {
+    bool seen[2] = {false, false};
+    for (auto it = pieces->rbegin(); it != pieces->rend(); ++it) {
+      if (it->sequence < 0) continue;
+      it->last_use = !seen[it->sequence];
+      seen[it->sequence] = true;
+    }
+  }
+
+  std::vector<TemplatePiece> single_, pair_;
+};
+
+class BertProcessor : public PostProcessor {
+ public:
+  BertProcessor(TemplatePiece cls, TemplatePiece sep, bool roberta)
+      : cls_(std::move(cls)), sep_(std::move(sep)), roberta_(roberta) {}
+  void Process(std::vector<Encoding>* encodings, bool add_special_tokens) const override {
+    if (roberta_) {
+      for (Encoding& e : *encodings) e.type_ids.assign(e.ids.size(), 0);
+    }
+    if (!add_special_tokens) return;
+    std::vector<Encoding> out;
+    for (size_t i = 0; i < encodings->size(); ++i) {
+      const int32_t type = (i == 0 || roberta_) ? 0 : 1;
+      if (i == 0) {
+        out.push_back(Specials(cls_.ids, cls_.tokens, 0));
+      } else if (roberta_) {
+        out.push_back(Specials(sep_.ids, sep_.tokens, 0));
+      }
+      out.push_back(std::move((*encodings)[i]));
+      out.push_back(Specials(sep_.ids, sep_.tokens, type));
+    }
+    encodings->swap(out);
+  }
+
+ private:
+  TemplatePiece cls_, sep_;
+  bool roberta_;
 };
 
 class NoopProcessor : public PostProcessor {
  public:
-  void Process(Encoding*, bool) const override {}
+  void Process(std::vector<Encoding>*, bool) const override {}
 };
 
 class SequenceProcessor : public PostProcessor {
  public:
   explicit SequenceProcessor(std::vector<std::unique_ptr<PostProcessor>> parts)
       : parts_(std::move(parts)) {}
-  void Process(Encoding* e, bool add_special_tokens) const override {
-    for (const auto& p : parts_) p->Process(e, add_special_tokens);
+  void Process(std::vector<Encoding>* encodings, bool add_special_tokens) const override {
+    for (const auto& p : parts_) p->Process(encodings, add_special_tokens);
   }
 
  private:
@@ -80,6 +146,94 @@ absl::StatusOr<TemplatePiece> TokenPair(const Json& j, const char* key, std::str
   p.tokens.push_back(j[key][0].get<std::string>());
   p.ids.push_back(*id);
   return p;
+}
+
+// A decimal type id in [0, kMaxTypeId].
+bool ParseTypeId(const std::string& text, int64_t* out) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  *out = std::stoll(text);
+  return *out <= kMaxTypeId;
+}
+
+// Parses one template ("single" or "pair"), array or string form.
+absl::StatusOr<std::vector<TemplatePiece>> ParseTemplate(
+    const Json& t, const char* name, const absl::flat_hash_map<std::string, TemplatePiece>& specials,
+    std::string_view component) {
+  std::vector<TemplatePiece> pieces;
+  auto add_special = [&](const std::string& id, int64_t type_id) -> absl::Status {
+    auto it = specials.find(id);
+    if (it == specials.end()) {
+      return ComponentError(component, absl::StrCat(name, " template uses \"", id, "\", missing from special_tokens"));
+    }
+    TemplatePiece p = it->second;
+    p.type_id = static_cast<int32_t>(type_id);
+    pieces.push_back(std::move(p));
+    return absl::OkStatus();
+  };
+  auto add_sequence = [&](int sequence, int64_t type_id) {
+    TemplatePiece p;
+    p.sequence = sequence;
+    p.type_id = static_cast<int32_t>(type_id);
+    pieces.push_back(std::move(p));
+  };
+  auto bad_type = [](int64_t type_id) { return type_id < 0 || type_id > kMaxTypeId; };
+  if (t.is_string()) {
+    // "[CLS]:0 $A:0 [SEP]:0": `$`, `$A`, `$a`, `$B`, `$b` or `$<type id>`, each with an optional
+    // ":<type id>".
+    for (const std::string& word : std::vector<std::string>(absl::StrSplit(t.get_ref<const std::string&>(), ' ', absl::SkipEmpty()))) {
+      std::vector<std::string> parts = absl::StrSplit(word, ':');
+      auto error = [&]() { return ComponentError(component, absl::StrCat("cannot parse template piece \"", word, "\"")); };
+      if (parts.size() > 2) return error();
+      int64_t type_id = 0;
+      const bool has_type = parts.size() == 2;
+      if (has_type && !ParseTypeId(parts[1], &type_id)) return error();
+      const std::string& id = parts[0];
+      if (!id.empty() && id[0] == '$') {
+        const std::string rest = id.substr(1);
+        int sequence = 0;
+        if (rest.empty() || rest == "A" || rest == "a") {
+          sequence = 0;
+        } else if (rest == "B" || rest == "b") {
+          sequence = 1;
+        } else {
+          int64_t v = 0;
+          if (!ParseTypeId(rest, &v)) return error();
+          if (!has_type) type_id = v;
+        }
+        add_sequence(sequence, type_id);
+      } else {
+        absl::Status s = add_special(id, type_id);
+        if (!s.ok()) return s;
+      }
+    }
+  } else if (t.is_array()) {
+    for (const Json& piece : t) {
+      const char* kind = piece.is_object() && piece.contains("Sequence")       ? "Sequence"
+                         : piece.is_object() && piece.contains("SpecialToken") ? "SpecialToken"
+                                                                               : nullptr;
+      if (kind == nullptr || !piece[kind].is_object()) {
+        return ComponentError(component, "template pieces must be {\"Sequence\": {...}} or {\"SpecialToken\": {...}}");
+      }
+      const Json& body = piece[kind];
+      auto type_id = internal::GetInt(body, "type_id", 0, component);
+      if (!type_id.ok()) return type_id.status();
+      if (bad_type(*type_id)) return ComponentError(component, absl::StrCat("type_id ", *type_id, " out of range"));
+      if (!body.contains("id") || !body["id"].is_string()) {
+        return ComponentError(component, absl::StrCat(kind, " template piece needs a string \"id\""));
+      }
+      const std::string& id = body["id"].get_ref<const std::string&>();
+      if (std::string_view(kind) == "Sequence") {
+        if (id != "A" && id != "B") return ComponentError(component, absl::StrCat("sequence id must be \"A\" or \"B\", not \"", id, "\""));
+        add_sequence(id == "A" ? 0 : 1, *type_id);
+      } else {
+        absl::Status s = add_special(id, *type_id);
+        if (!s.ok()) return s;
+      }
+    }
+  } else {
+    return ComponentError(component, absl::StrCat("\"", name, "\" must be a list or a string"));
+  }
+  return pieces;
 }
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& j) {
@@ -108,52 +262,22 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& j) {
       specials[it.key()] = std::move(p);
     }
   }
-  if (!j.contains("single")) return ComponentError(kComponent, "missing \"single\"");
-  std::vector<TemplatePiece> pieces;
-  auto add_special = [&](const std::string& name) -> absl::Status {
-    auto it = specials.find(name);
-    if (it == specials.end()) {
-      return ComponentError(kComponent, absl::StrCat("template uses \"", name, "\", missing from special_tokens"));
-    }
-    pieces.push_back(it->second);
-    return absl::OkStatus();
-  };
-  const Json& single = j["single"];
-  if (single.is_string()) {
-    // The string form "[CLS] $A [SEP]" (pieces may carry ":type_id").
-    for (const std::string& word : std::vector<std::string>(absl::StrSplit(single.get_ref<const std::string&>(), ' ', absl::SkipEmpty()))) {
-      std::string_view name = std::string_view(word).substr(0, word.find(':'));
-      if (!name.empty() && name[0] == '$') {
-        if (name != "$" && name != "$A" && name != "$a" && name != "$0" && name.find_first_not_of("$0123456789") != std::string_view::npos) {
-          return ComponentError(kComponent, absl::StrCat("single template uses sequence \"", std::string(name), "\""));
-        }
-        TemplatePiece p;
-        p.is_sequence = true;
-        pieces.push_back(p);
-      } else {
-        absl::Status s = add_special(std::string(name));
-        if (!s.ok()) return s;
-      }
-    }
-  } else if (single.is_array()) {
-    for (const Json& piece : single) {
-      if (piece.is_object() && piece.contains("Sequence")) {
-        TemplatePiece p;
-        p.is_sequence = true;
-        pieces.push_back(p);
-      } else if (piece.is_object() && piece.contains("SpecialToken") &&
-                 piece["SpecialToken"].is_object() && piece["SpecialToken"].contains("id") &&
-                 piece["SpecialToken"]["id"].is_string()) {
-        absl::Status s = add_special(piece["SpecialToken"]["id"].get<std::string>());
-        if (!s.ok()) return s;
-      } else {
-        return ComponentError(kComponent, "template pieces must be {\"Sequence\": ...} or {\"SpecialToken\": ...}");
-      }
-    }
-  } else {
-    return ComponentError(kComponent, "\"single\" must be a list or a string");
+  if (!internal::Has(j, "single")) return ComponentError(kComponent, "missing \"single\"");
+  auto single = ParseTemplate(j["single"], "single", specials, kComponent);
+  if (!single.ok()) return single.status();
+  for (const TemplatePiece& p : *single) {
+    if (p.sequence > 0) return ComponentError(kComponent, "the single template may only use sequence A");
   }
-  return std::make_unique<TemplateProcessor>(std::move(pieces));
+  std::vector<TemplatePiece> pair;
+  if (internal::Has(j, "pair")) {
+    auto parsed = ParseTemplate(j["pair"], "pair", specials, kComponent);
+    if (!parsed.ok()) return parsed.status();
+    pair = std::move(*parsed);
+  } else {
+    pair.push_back({0, 0, {}, {}});
+    pair.push_back({1, 1, {}, {}});
+  }
+  return std::make_unique<TemplateProcessor>(std::move(*single), std::move(pair));
 }
 
 }  // namespace
@@ -162,11 +286,26 @@ std::unique_ptr<PostProcessor> MakeAffixProcessor(std::vector<int32_t> prefix_id
                                                   std::vector<std::string> prefix_tokens,
                                                   std::vector<int32_t> suffix_ids,
                                                   std::vector<std::string> suffix_tokens) {
-  std::vector<TemplatePiece> pieces;
-  if (!prefix_ids.empty()) pieces.push_back({false, std::move(prefix_ids), std::move(prefix_tokens)});
-  pieces.push_back({true, {}, {}});
-  if (!suffix_ids.empty()) pieces.push_back({false, std::move(suffix_ids), std::move(suffix_tokens)});
-  return std::make_unique<TemplateProcessor>(std::move(pieces));
+  std::vector<TemplatePiece> single, pair;
+  for (int32_t type : {0, 1}) {
+    if (!prefix_ids.empty()) pair.push_back({-1, type, prefix_ids, prefix_tokens});
+    pair.push_back({type, type, {}, {}});
+    if (!suffix_ids.empty()) pair.push_back({-1, type, suffix_ids, suffix_tokens});
+    if (type == 0) single = pair;
+  }
+  return std::make_unique<TemplateProcessor>(std::move(single), std::move(pair));
+}
+
+Encoding MergeEncodings(std::vector<Encoding>* encodings) {
+  if (encodings->size() == 1) return std::move((*encodings)[0]);
+  Encoding out;
+  size_t n = 0;
+  for (const Encoding& e : *encodings) n += e.ids.size();
+  out.ids.reserve(n);
+  out.tokens.reserve(n);
+  out.type_ids.reserve(n);
+  for (Encoding& e : *encodings) Append(&out, std::move(e));
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const Json& j) {
@@ -181,11 +320,7 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const Json&
     if (!cls.ok()) return cls.status();
     auto sep = TokenPair(j, "sep", component);
     if (!sep.ok()) return sep.status();
-    std::vector<TemplatePiece> pieces;
-    pieces.push_back(std::move(*cls));
-    pieces.push_back({true, {}, {}});
-    pieces.push_back(std::move(*sep));
-    return std::make_unique<TemplateProcessor>(std::move(pieces));
+    return std::make_unique<BertProcessor>(std::move(*cls), std::move(*sep), type == "RobertaProcessing");
   }
   if (type == "Sequence") {
     if (!j.contains("processors") || !j["processors"].is_array()) {

@@ -345,13 +345,8 @@ absl::Status Tokenizer::EncodeNormalized(std::string text, bool at_start, Encodi
   pieces.push_back({std::move(text), at_start});
   if (pre_tokenizer_ != nullptr) pre_tokenizer_->PreTokenize(&pieces);
   for (const Piece& p : pieces) {
-    size_t first = out->ids.size();
-    absl::Status s = model_->Tokenize(p.text, &out->ids);
+    absl::Status s = model_->TokenizeWithTokens(p.text, &out->ids, &out->tokens);
     if (!s.ok()) return s;
-    for (size_t i = first; i < out->ids.size(); ++i) {
-      const std::string* token = model_->IdToToken(out->ids[i]);
-      out->tokens.push_back(token != nullptr ? *token : std::string());
-    }
   }
   return absl::OkStatus();
 }
@@ -365,9 +360,9 @@ absl::Status Tokenizer::EncodeSegment(std::string_view text, bool at_start, Enco
   added_.Split(s, /*normalized_set=*/true, &segments);
   for (const auto& seg : segments) {
     if (seg.token >= 0) {
-      const AddedToken& t = added_.token(seg.token);
-      out->ids.push_back(t.id);
-      out->tokens.push_back(t.content);
+      // The token string is the matched text (with what lstrip/rstrip took), as in Rust.
+      out->ids.push_back(added_.token(seg.token).id);
+      out->tokens.emplace_back(s, seg.begin, seg.end - seg.begin);
       continue;
     }
     absl::Status st = EncodeNormalized(s.substr(seg.begin, seg.end - seg.begin), at_start && seg.begin == 0, out);
@@ -376,7 +371,7 @@ absl::Status Tokenizer::EncodeSegment(std::string_view text, bool at_start, Enco
   return absl::OkStatus();
 }
 
-absl::StatusOr<Encoding> Tokenizer::Encode(std::string_view input, bool add_special_tokens) const {
+absl::Status Tokenizer::EncodeSequence(std::string_view input, int32_t type_id, Encoding* enc) const {
   if (input.size() > kMaxEncodeBytes) {
     return absl::InvalidArgumentError(absl::StrCat("text of ", input.size(), " bytes exceeds the limit of ", kMaxEncodeBytes));
   }
@@ -386,21 +381,37 @@ absl::StatusOr<Encoding> Tokenizer::Encode(std::string_view input, bool add_spec
     sanitized = unicode::SanitizeUtf8(input);
     text = sanitized;
   }
-  Encoding enc;
   std::vector<AddedVocabulary::Segment> segments;
   added_.Split(text, /*normalized_set=*/false, &segments);
   for (const auto& seg : segments) {
     if (seg.token >= 0) {
-      const AddedToken& t = added_.token(seg.token);
-      enc.ids.push_back(t.id);
-      enc.tokens.push_back(t.content);
+      enc->ids.push_back(added_.token(seg.token).id);
+      enc->tokens.emplace_back(text.substr(seg.begin, seg.end - seg.begin));
       continue;
     }
-    absl::Status s = EncodeSegment(text.substr(seg.begin, seg.end - seg.begin), seg.begin == 0, &enc);
+    absl::Status s = EncodeSegment(text.substr(seg.begin, seg.end - seg.begin), seg.begin == 0, enc);
     if (!s.ok()) return s;
   }
-  if (post_processor_ != nullptr) post_processor_->Process(&enc, add_special_tokens);
-  return enc;
+  enc->type_ids.assign(enc->ids.size(), type_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Encoding> Tokenizer::Encode(std::string_view input, bool add_special_tokens) const {
+  std::vector<Encoding> encodings(1);
+  absl::Status s = EncodeSequence(input, 0, &encodings[0]);
+  if (!s.ok()) return s;
+  if (post_processor_ != nullptr) post_processor_->Process(&encodings, add_special_tokens);
+  return MergeEncodings(&encodings);
+}
+
+absl::StatusOr<Encoding> Tokenizer::EncodePair(std::string_view a, std::string_view b, bool add_special_tokens) const {
+  std::vector<Encoding> encodings(2);
+  absl::Status s = EncodeSequence(a, 0, &encodings[0]);
+  if (!s.ok()) return s;
+  s = EncodeSequence(b, 1, &encodings[1]);
+  if (!s.ok()) return s;
+  if (post_processor_ != nullptr) post_processor_->Process(&encodings, add_special_tokens);
+  return MergeEncodings(&encodings);
 }
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {

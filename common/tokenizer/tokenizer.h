@@ -5,7 +5,8 @@
 //   1. added tokens with normalized=false are cut out of the raw text (leftmost-longest);
 //   2. each remaining segment is normalized, then added tokens with normalized=true are cut out;
 //   3. the pre-tokenizer splits each segment into words, the model turns words into ids;
-//   4. with add_special_tokens the post-processor adds the template's special tokens.
+//   4. the post-processor sets the type ids and, with add_special_tokens, adds the template's
+//      special tokens (single sequence or pair, see EncodePair).
 // Invalid UTF-8 input is not an error: every maximal invalid subsequence is replaced by U+FFFD
 // first (as a JavaScript or Python caller's string would be), then encoded like any other text.
 //
@@ -13,8 +14,9 @@
 // the added tokens marked special are skipped), runs the decoder chain and joins the result.
 // The output is always valid UTF-8.
 //
-// Thread-safety: a loaded Tokenizer is immutable apart from an internal, locked BPE word cache;
-// Encode and Decode may be called from any number of threads.
+// Thread-safety: a loaded Tokenizer is immutable apart from an internal, locked BPE word cache
+// (and per-thread Unigram scratch buffers); Encode, EncodePair and Decode may be called from any
+// number of threads.
 #pragma once
 
 #include <cstddef>
@@ -63,7 +65,14 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Fails only for text longer than kMaxEncodeBytes or a model whose unk token is missing.
+  // type_ids are those the post-processor's single template gives (0 without one).
   absl::StatusOr<Encoding> Encode(std::string_view text, bool add_special_tokens) const;
+  // A pair of sequences, as the Rust library's encode(a, b): each is encoded alone (type id 0 for
+  // a, 1 for b), then the post-processor's pair form applies (TemplateProcessing `pair`,
+  // `[CLS] a [SEP] b [SEP]` for BertProcessing, `<s> a </s></s> b </s>` for RobertaProcessing,
+  // see post_processors.h). Without add_special_tokens only the type ids are set. Without a
+  // post-processor: a then b, type ids 0 then 1. Same limits and errors as Encode.
+  absl::StatusOr<Encoding> EncodePair(std::string_view a, std::string_view b, bool add_special_tokens) const;
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const;
 
   std::optional<int32_t> eos_token_id() const { return eos_id_; }
@@ -81,6 +90,8 @@ class Tokenizer {
 
  private:
   Tokenizer();
+  // Steps 1-3 for one sequence; every type id is `type_id`.
+  absl::Status EncodeSequence(std::string_view text, int32_t type_id, Encoding* out) const;
   absl::Status EncodeSegment(std::string_view text, bool at_start, Encoding* out) const;
   absl::Status EncodeNormalized(std::string text, bool at_start, Encoding* out) const;
   absl::Status ApplyConfig(std::string_view tokenizer_config_json,

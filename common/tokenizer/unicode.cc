@@ -283,6 +283,20 @@ void AppendLowercase(char32_t c, std::string* out) {
   AppendUtf8(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))), out);
 }
 
+size_t GraphemeEnd(std::string_view s, size_t start) {
+  size_t i = start;
+  utf8proc_int32_t prev = static_cast<utf8proc_int32_t>(DecodeUtf8(s, &i));
+  utf8proc_int32_t state = 0;
+  while (i < s.size()) {
+    size_t next = i;
+    utf8proc_int32_t c = static_cast<utf8proc_int32_t>(DecodeUtf8(s, &next));
+    if (utf8proc_grapheme_break_stateful(prev, c, &state)) break;
+    prev = c;
+    i = next;
+  }
+  return i;
+}
+
 std::string Normalize(std::string_view s, NormalizationForm form) {
   bool ascii = true;
   for (unsigned char c : s) {

@@ -60,6 +60,11 @@ bool IsChineseChar(char32_t c);
 // Appends the full Unicode lowercase mapping of c (Rust char::to_lowercase; U+0130 -> "i\u0307").
 void AppendLowercase(char32_t c, std::string* out);
 
+// End (byte offset) of the extended grapheme cluster that starts at s[start] (UAX #29, as
+// utf8proc implements it; the Rust library uses the unicode-segmentation crate). s is valid UTF-8
+// and start < s.size().
+size_t GraphemeEnd(std::string_view s, size_t start);
+
 enum class NormalizationForm { kNFC, kNFD, kNFKC, kNFKD };
 // Returns the normalized form of valid UTF-8 `s` (embedded NULs are kept).
 std::string Normalize(std::string_view s, NormalizationForm form);

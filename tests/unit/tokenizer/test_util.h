@@ -25,7 +25,7 @@ inline std::vector<nlohmann::json> ReadCases(const std::filesystem::path& path) 
 }
 
 inline const std::vector<std::string>& FixtureNames() {
-  static const std::vector<std::string> names = {"gpt2", "bert-base-uncased", "mistral", "qwen2.5", "gemma2"};
+  static const std::vector<std::string> names = {"gpt2", "bert-base-uncased", "mistral", "qwen2.5", "gemma2", "llama3", "qwen3", "albert", "unigram-synthetic"};
   return names;
 }
 

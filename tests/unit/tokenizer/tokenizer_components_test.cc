@@ -49,10 +49,11 @@ TEST(TokenizerErrorsTest, UnknownComponentTypesAreNamed) {
     EXPECT_NE(tok.status().message().find(field), std::string::npos) << tok.status();
     EXPECT_NE(tok.status().message().find("Frobnicate"), std::string::npos) << tok.status();
   }
-  Json j{{"model", Json{{"type", "Unigram"}, {"vocab", Json::array()}}}};
+  Json j{{"model", Json{{"type", "Frobnicate"}, {"vocab", Json::array()}}}};
   auto tok = Tokenizer::FromJson(j.dump());
   ASSERT_FALSE(tok.ok());
   EXPECT_NE(tok.status().message().find("model"), std::string::npos) << tok.status();
+  EXPECT_NE(tok.status().message().find("Frobnicate"), std::string::npos) << tok.status();
 }
 
 TEST(TokenizerErrorsTest, BadFieldsAreNamed) {
