@@ -1,5 +1,5 @@
 // MptForCausalLM (HF transformers 4.44): ALiBi (no rotary, no learned positions), LayerNorm
-// (without bias under no_bias), fused Wqkv rows [q; k; v], scores · softmax_scale (default
+// without bias and linears without bias (HF ignores no_bias), fused Wqkv rows [q; k; v], scores · softmax_scale (default
 // 1/sqrt(head_dim)) + slope · (key - query), up_proj -> exact gelu -> down_proj with 4 · d_model
 // (HF ignores expansion_ratio), norm_f, lm_head tied to wte. HF's ALiBi always uses
 // alibi_bias_max 8; clip_qkv and qk_ln are refused by name.
@@ -39,8 +39,10 @@ absl::StatusOr<DecoderSpec> Mpt(const hf::ModelFolder& f) {
   QEFF_ASSIGN_OR_RETURN(double scale, ConfigFloat(a, "softmax_scale", 1e-12, 1e12, default_scale));
   s.score_multiplier = static_cast<float>(scale);
   s.alibi = true;
-  QEFF_ASSIGN_OR_RETURN(bool no_bias, ConfigBool(c, "no_bias", true));
-  s.norm_bias = s.qkv_bias = s.o_bias = s.mlp_bias = !no_bias;
+  // HF 4.44 builds every MPT linear without bias and drops the LayerNorm biases, whatever
+  // no_bias says.
+  QEFF_RETURN_IF_ERROR(ConfigBool(c, "no_bias", true).status());
+  s.norm_bias = false;
   QEFF_ASSIGN_OR_RETURN(double eps, ConfigFloat(c, "layer_norm_epsilon", 0.0, 1.0, 1e-5));
   s.epsilon = static_cast<float>(eps);
   QEFF_ASSIGN_OR_RETURN(s.tied, ConfigBool(c, "tie_word_embeddings", true));
