@@ -1,8 +1,11 @@
 #include "services/compiler/compiler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
@@ -40,7 +43,17 @@ bool HasBatchIndex(const OnnxModel& model) {
 
 ModelKind KindOf(const OnnxModel& model) { return {HasRetainedState(model), HasBatchIndex(model)}; }
 
-absl::Status ValidateForModel(const CompileOptions& o, const ModelKind& kind) {
+absl::Status ValidateForModel(const CompileOptions& o, const ModelKind& kind, const OnnxModel& model) {
+  // Positions past the model's table (RoPE, learned positions) do not exist, and ALiBi models
+  // were not trained there: refuse a cache longer than the model's max positions.
+  const std::string max_positions = model.Metadata("max_positions");
+  int64_t positions = 0;
+  if (kind.causal && !max_positions.empty() && absl::SimpleAtoi(max_positions, &positions) && positions > 0 &&
+      o.ctx_len > positions) {
+    return absl::InvalidArgumentError(absl::StrCat("ctx_len ", o.ctx_len, " exceeds the model's max positions ",
+                                                   positions, " (max_position_embeddings); compile with --ctx-len <= ",
+                                                   positions));
+  }
   if (kind.continuous_batching && o.full_batch_size == 0) {
     return absl::InvalidArgumentError(
         "this export was made for continuous batching (it takes batch_index); compile it with --full-batch-size N "
@@ -115,7 +128,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
                                           const fs::path& staging, const ProgressFn& progress) {
   CompileSummary summary;
   const ModelKind kind = KindOf(model);
-  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind));
+  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind, model));
   summary.specializations = PlanSpecializations(options, kind, /*decode_batch_ladder=*/true);
   QEFF_ASSIGN_OR_RETURN(WeightsWriter weights, WeightsWriter::Create(staging / "weights.bin"));
   WeightCache cache;
@@ -222,6 +235,13 @@ absl::Status ValidateOptions(const CompileOptions& o) {
     return absl::InvalidArgumentError("prefill_seq_len must be in [1, ctx_len]");
   }
   if (o.num_cores < 0 || o.num_cores > 1024) return absl::InvalidArgumentError("num_cores must be in [0, 1024]");
+  // A cpu qpc's num_cores is its thread count on this kind of machine: more than the cores
+  // only adds threads that fight for them.
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  if (o.target == "cpu" && o.num_cores > cores) {
+    return absl::InvalidArgumentError(absl::StrCat("num_cores ", o.num_cores, " exceeds this machine's ", cores,
+                                                   " cores; use 0 for all of them"));
+  }
   if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8") {
     return absl::InvalidArgumentError("weight_dtype must be fp32, bf16 or int8");
   }

@@ -46,9 +46,10 @@ struct ModelKind {
 };
 ModelKind KindOf(const OnnxModel& model);
 
-// INVALID_ARGUMENT when the options do not fit the export (full_batch_size without a
-// continuous-batching export or the other way round).
-absl::Status ValidateForModel(const CompileOptions& options, const ModelKind& kind);
+// INVALID_ARGUMENT when the options do not fit the export: full_batch_size without a
+// continuous-batching export or the other way round, or a ctx_len beyond the model's max
+// positions (the export's `max_positions` metadata), naming both numbers.
+absl::Status ValidateForModel(const CompileOptions& options, const ModelKind& kind, const OnnxModel& model);
 
 struct SpecializationSummary {
   std::string name;

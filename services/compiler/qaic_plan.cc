@@ -70,7 +70,7 @@ absl::StatusOr<CompileSummary> CompileForSdk(const fs::path& export_dir, const C
   CompileSummary summary;
   QEFF_ASSIGN_OR_RETURN(std::unique_ptr<OnnxModel> model, OnnxModel::Load(export_dir, "model.onnx"));
   const ModelKind kind = KindOf(*model);
-  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind));
+  QEFF_RETURN_IF_ERROR(ValidateForModel(options, kind, *model));
   summary.specializations = PlanSpecializations(options, kind, /*decode_batch_ladder=*/false);
   std::string yaml;
   for (const auto& in : model->inputs()) {

@@ -3,11 +3,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
 #include "onnx/onnx_pb.h"
+#include "common/hf/model_folder.h"
 #include "services/compiler/compiler.h"
+#include "services/exporter/exporter.h"
 
 namespace qeff::compiler {
 namespace {
@@ -133,6 +136,28 @@ TEST_F(CompilerErrorsTest, BadOptionsAreInvalidArgument) {
   opt = CompileOptions();
   opt.weight_dtype = "int3";
   EXPECT_EQ(ValidateOptions(opt).code(), absl::StatusCode::kInvalidArgument);
+  // More cpu threads than the machine has cores.
+  opt = CompileOptions();
+  opt.num_cores = static_cast<int>(std::thread::hardware_concurrency()) + 1;
+  absl::Status cores = ValidateOptions(opt);
+  EXPECT_EQ(cores.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(cores.message().find("cores"), std::string::npos) << cores;
+}
+
+// A KV cache longer than the model's position table: refused at compile, naming both numbers.
+TEST_F(CompilerErrorsTest, CtxLenBeyondMaxPositionsIsInvalidArgument) {
+  const fs::path fixture = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/llama";
+  auto folder = hf::ModelFolder::Open(fixture);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  ASSERT_TRUE(exporter::ExportModel(*folder, {}, dir_ / "export", {}).ok());
+  const int64_t positions = folder->config()["max_position_embeddings"].get<int64_t>();
+  CompileOptions opt;
+  opt.prefill_seq_len = 4;
+  opt.ctx_len = static_cast<int>(positions + 1);
+  absl::Status s = CompileModel(dir_ / "export", opt, dir_ / "qpc", [](auto&&...) {}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find(std::to_string(positions + 1)), std::string::npos) << s;
+  EXPECT_NE(s.message().find(std::to_string(positions)), std::string::npos) << s;
 }
 
 }  // namespace
