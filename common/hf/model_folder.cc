@@ -39,6 +39,41 @@ absl::StatusOr<json> ReadJson(const fs::path& path, uint64_t max_bytes) {
   return j;
 }
 
+// The real paths a model folder may read: the folder itself and, for a HF hub snapshot
+// (<repo>/snapshots/<commit>), the repository's blob store that its files link to.
+struct Confinement {
+  fs::path dir, blobs;
+};
+
+bool IsWithin(const fs::path& p, const fs::path& root) {
+  if (root.empty()) return false;
+  auto pi = p.begin();
+  for (auto ri = root.begin(); ri != root.end(); ++ri, ++pi) {
+    if (pi == p.end() || *pi != *ri) return false;
+  }
+  return true;
+}
+
+// `dir`/`name` if it is a regular file whose real path stays confined; empty when absent.
+absl::StatusOr<fs::path> ConfinedFile(const Confinement& c, const std::string& name) {
+  const fs::path p = c.dir / name;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return fs::path();
+  const fs::path real = fs::canonical(p, ec);
+  if (ec || !fs::is_regular_file(real, ec)) {
+    if (fs::is_symlink(fs::symlink_status(p, ec))) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(name, " in the model folder is a symlink that does not lead to a file inside it"));
+    }
+    return fs::path();
+  }
+  if (!IsWithin(real, c.dir) && !IsWithin(real, c.blobs)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        name, " in the model folder links outside it; only the folder (and a HF cache snapshot's blob store) is read"));
+  }
+  return real;
+}
+
 }  // namespace
 
 const std::vector<std::string>& TokenizerFileNames() {
@@ -55,11 +90,21 @@ absl::StatusOr<ModelFolder> ModelFolder::Open(const fs::path& dir) {
   }
   ModelFolder f;
   f.dir_ = dir;
-  const fs::path config_path = dir / "config.json";
-  if (!IsFile(config_path)) {
+  Confinement confined;
+  confined.dir = fs::canonical(dir, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("model folder ", dir.string(), " cannot be resolved"));
+  if (confined.dir.parent_path().filename() == "snapshots") {
+    confined.blobs = confined.dir.parent_path().parent_path() / "blobs";
+  }
+  QEFF_ASSIGN_OR_RETURN(const fs::path config_path, ConfinedFile(confined, "config.json"));
+  if (config_path.empty()) {
     return absl::NotFoundError(absl::StrCat(dir.string(), " has no config.json: not a HF model folder"));
   }
   QEFF_ASSIGN_OR_RETURN(f.config_, ReadJson(config_path, kMaxConfigBytes));
+  for (const auto& name : TokenizerFileNames()) {
+    QEFF_ASSIGN_OR_RETURN(fs::path p, ConfinedFile(confined, name));
+    if (!p.empty()) f.tokenizer_files_.push_back(dir / name);
+  }
 
   auto add_file = [&](const fs::path& path) -> absl::StatusOr<size_t> {
     QEFF_ASSIGN_OR_RETURN(SafetensorsFile st, SafetensorsFile::Open(path));
@@ -76,8 +121,9 @@ absl::StatusOr<ModelFolder> ModelFolder::Open(const fs::path& dir) {
     return idx;
   };
 
+  QEFF_ASSIGN_OR_RETURN(const fs::path index_real, ConfinedFile(confined, kIndexName));
   const fs::path index_path = dir / kIndexName;
-  if (IsFile(index_path)) {
+  if (!index_real.empty()) {
     QEFF_ASSIGN_OR_RETURN(json index, ReadJson(index_path, kMaxIndexBytes));
     auto wm = index.find("weight_map");
     if (wm == index.end() || !wm->is_object() || wm->empty()) {
@@ -93,8 +139,9 @@ absl::StatusOr<ModelFolder> ModelFolder::Open(const fs::path& dir) {
     }
     std::map<std::string, size_t> shard_index;
     for (const auto& shard : shards) {
+      QEFF_ASSIGN_OR_RETURN(const fs::path real, ConfinedFile(confined, shard));
       const fs::path p = dir / shard;
-      if (!IsFile(p)) {
+      if (real.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat(index_path.string(), " names shard ", shard, " which does not exist in ", dir.string()));
       }
@@ -108,8 +155,9 @@ absl::StatusOr<ModelFolder> ModelFolder::Open(const fs::path& dir) {
                                                        file.get<std::string>()));
       }
     }
-  } else if (IsFile(dir / kSingleName)) {
-    QEFF_RETURN_IF_ERROR(add_file(dir / kSingleName).status());
+  } else {
+    QEFF_ASSIGN_OR_RETURN(const fs::path single, ConfinedFile(confined, kSingleName));
+    if (!single.empty()) QEFF_RETURN_IF_ERROR(add_file(dir / kSingleName).status());
   }
   return f;
 }
@@ -126,13 +174,7 @@ std::vector<fs::path> ModelFolder::WeightFiles() const {
   return out;
 }
 
-std::vector<fs::path> ModelFolder::TokenizerFiles() const {
-  std::vector<fs::path> out;
-  for (const auto& name : TokenizerFileNames()) {
-    if (IsFile(dir_ / name)) out.push_back(dir_ / name);
-  }
-  return out;
-}
+std::vector<fs::path> ModelFolder::TokenizerFiles() const { return tokenizer_files_; }
 
 bool ModelFolder::HasTensor(const std::string& name) const { return index_.count(name) > 0; }
 

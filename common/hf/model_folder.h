@@ -23,6 +23,9 @@ class ModelFolder {
   // Reads config.json and maps and validates every weight file. A folder without weight files
   // opens (so the architecture can be checked first); tensor lookups then fail.
   // Missing folder/config.json: NOT_FOUND. Bad JSON, bad safetensors, bad index: INVALID_ARGUMENT.
+  // Every file it reads (config, index, shards, tokenizer files) must really be inside the folder
+  // or, for a HF hub snapshot, in its repository's blobs/ (where the hub's symlinks lead); a
+  // symlink anywhere else (tokenizer.json -> /etc/passwd) is PERMISSION_DENIED.
   static absl::StatusOr<ModelFolder> Open(const std::filesystem::path& dir);
 
   ModelFolder(ModelFolder&&) = default;
@@ -35,7 +38,8 @@ class ModelFolder {
 
   // Weight files in a fixed order (the index's shard order, sorted).
   std::vector<std::filesystem::path> WeightFiles() const;
-  // Tokenizer and generation files that exist in the folder (tokenizer.json, vocab.json, ...).
+  // Tokenizer and generation files that exist in the folder (tokenizer.json, vocab.json, ...),
+  // checked as above when the folder was opened.
   std::vector<std::filesystem::path> TokenizerFiles() const;
 
   bool HasTensor(const std::string& name) const;
@@ -52,6 +56,7 @@ class ModelFolder {
 
   std::filesystem::path dir_;
   nlohmann::json config_;
+  std::vector<std::filesystem::path> tokenizer_files_;
   // unique_ptr: views point into mappings that must not move with the vector.
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   // name -> index into files_.

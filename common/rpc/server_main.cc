@@ -5,11 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstdio>
 
 namespace qeff::rpc {
 
 int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services,
-               bool runner) {
+               bool runner, bool exporter) {
   CLI::App app{program_name + ": qeff gRPC server"};
   ServerConfig config;
   config.cache_dir = artifacts::DefaultCacheRoot().string();
@@ -47,7 +48,19 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
         ->take_all()
         ->allow_extra_args(false);
   }
+  std::vector<std::string> model_roots;
+  if (exporter) {
+    app.add_option("--model-root", model_roots,
+                   "a folder Export may read models from (repeatable; relative paths and org/name ids are looked up "
+                   "under each); without it any local folder or HF cache model can be exported")
+        ->allow_extra_args(false);
+  }
   CLI11_PARSE(app, argc, argv);
+  auto roots = hf::ModelRoots::Create(model_roots);
+  if (!roots.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(roots.status().message()).c_str());
+    return 2;
+  }
 
   // Logs go to stderr; stdout carries only the "listening on" lines that scripts read.
   spdlog::set_default_logger(spdlog::stderr_color_mt(program_name));
@@ -71,9 +84,9 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
     RequestShutdown();
   };
   std::vector<std::shared_ptr<void>> owned;
-  auto services = make_services(ServerContextArgs{&*store, threads, max_queued, max_slots, http_listen,
-                                                  metrics_listen, serve, &on_stop, fail},
-                                owned);
+  ServerContextArgs args{&*store, threads, max_queued, max_slots, http_listen, metrics_listen, serve, *roots,
+                         &on_stop, fail};
+  auto services = make_services(args, owned);
   if (!services.ok()) {
     spdlog::error("{}", std::string(services.status().message()));
     stop_all();

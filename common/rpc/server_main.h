@@ -1,6 +1,7 @@
 // The shared main() of every qeff server binary: flags, cache, logging, serve until SIGTERM.
 //
 //   <binary> --listen ADDR --cache-dir DIR [--threads N] [--max-message-mb N] [--log-level L]
+//   exporters also: [--model-root DIR]...
 //   runners also: [--max-queued-requests N] [--max-active-slots N]
 //                 [--http-listen HOST:PORT] [--metrics-listen HOST:PORT]
 //                 [--serve 'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]']...
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/artifacts/store.h"
+#include "common/hf/model_roots.h"
 #include "common/rpc/server.h"
 
 namespace qeff::rpc {
@@ -29,6 +31,8 @@ struct ServerContextArgs {
   std::string http_listen;
   std::string metrics_listen;
   std::vector<std::string> serve;
+  // Servers with an Exporter: folders Export may read (--model-root; empty = any).
+  hf::ModelRoots model_roots;
   // Hooks run on SIGTERM/SIGINT (and when start-up fails) before the gRPC server drains, in order.
   std::vector<std::function<void()>>* on_stop;
   // A failure after start-up that should end the process (a --serve model that cannot be
@@ -41,8 +45,8 @@ struct ServerContextArgs {
 using ServiceFactory = std::function<absl::StatusOr<std::vector<ServiceEntry>>(
     const ServerContextArgs& args, std::vector<std::shared_ptr<void>>& owned)>;
 
-// `runner`: the binary serves the Runner, so it takes the runner's flags.
+// `runner` / `exporter`: the binary serves the Runner / the Exporter, so it takes their flags.
 int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services,
-               bool runner = false);
+               bool runner = false, bool exporter = false);
 
 }  // namespace qeff::rpc

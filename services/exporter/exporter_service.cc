@@ -11,12 +11,12 @@
 namespace qeff::exporter {
 
 absl::StatusOr<qeff::v1::ExportResult> ExportToStore(artifacts::Store& store, const qeff::v1::ExportRequest& request,
-                                                     const ProgressFn& progress) {
+                                                     const ProgressFn& progress, const hf::ModelRoots& roots) {
   if (request.model().empty()) {
     return absl::InvalidArgumentError("ExportRequest.model is empty: pass a HF model folder or an org/name hub id");
   }
   std::string revision = request.revision().empty() ? "main" : request.revision();
-  auto dir = hf::ResolveModel(request.model(), revision);
+  auto dir = roots.Resolve(request.model(), revision);
   if (!dir.ok()) return dir.status();
   auto folder = hf::ModelFolder::Open(*dir);
   if (!folder.ok()) return folder.status();
@@ -43,13 +43,15 @@ absl::StatusOr<qeff::v1::ExportResult> ExportToStore(artifacts::Store& store, co
         auto s = ExportModel(*folder, options, staging, progress);
         if (!s.ok()) return s.status();
         // The config travels with the export (and on into the qpc) so later stages need only the cache.
-        std::vector<std::string> carried = hf::TokenizerFileNames();
-        carried.push_back("config.json");
-        for (const std::string& name : carried) {
+        // Only files the folder checked on opening (symlinks stay inside it or the hub's blobs).
+        std::vector<std::filesystem::path> carried = folder->TokenizerFiles();
+        carried.push_back(*dir / "config.json");
+        for (const std::filesystem::path& from : carried) {
+          const std::filesystem::path to = staging / from.filename();
           std::error_code ec;
-          if (std::filesystem::is_regular_file(*dir / name, ec) && !std::filesystem::exists(staging / name, ec)) {
-            std::filesystem::copy_file(*dir / name, staging / name, ec);
-            if (ec) return absl::InternalError(absl::StrCat("cannot copy ", name, ": ", ec.message()));
+          if (!std::filesystem::exists(to, ec)) {
+            std::filesystem::copy_file(from, to, ec);
+            if (ec) return absl::InternalError(absl::StrCat("cannot copy ", from.filename().string(), ": ", ec.message()));
           }
         }
         nlohmann::json m = {{"producer", "qeff-exporter"},
@@ -78,10 +80,12 @@ absl::StatusOr<qeff::v1::ExportResult> ExportToStore(artifacts::Store& store, co
 
 grpc::Status ExporterService::Export(grpc::ServerContext* context, const qeff::v1::ExportRequest* request,
                                      grpc::ServerWriter<qeff::v1::ExportEvent>* writer) {
-  auto result = ExportToStore(*store_, *request,
-                              [&](const std::string& stage, const std::string& message, int64_t done, int64_t total) {
-                                rpc::WriteProgress(writer, stage, message, done, total);
-                              });
+  auto result = ExportToStore(
+      *store_, *request,
+      [&](const std::string& stage, const std::string& message, int64_t done, int64_t total) {
+        rpc::WriteProgress(writer, stage, message, done, total);
+      },
+      roots_);
   if (!result.ok()) return rpc::ToGrpc(result.status());
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
   qeff::v1::ExportEvent ev;

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   return qeff::rpc::ServerMain(
       argc, argv, "qeffd",
       [](const auto& args, auto& owned) -> absl::StatusOr<std::vector<qeff::rpc::ServiceEntry>> {
-        auto exporter = std::make_shared<qeff::exporter::ExporterService>(args.store);
+        auto exporter = std::make_shared<qeff::exporter::ExporterService>(args.store, args.model_roots);
         auto compiler = std::make_shared<qeff::compiler::CompilerService>(args.store);
         auto registry = std::make_shared<qeff::runner::ModelRegistry>(
             args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots});
@@ -22,5 +22,5 @@ int main(int argc, char** argv) {
                                                     {compiler.get(), "qeff.v1.Compiler"},
                                                     {runner.get(), "qeff.v1.Runner"}};
       },
-      /*runner=*/true);
+      /*runner=*/true, /*exporter=*/true);
 }

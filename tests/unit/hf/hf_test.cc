@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/hf/model_folder.h"
+#include "common/hf/model_roots.h"
 #include "common/hf/safetensors.h"
 #include "common/util/hash.h"
 
@@ -445,6 +446,33 @@ TEST(ResolveModel, LocalFoldersAndMissingPaths) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/definitely/not/here"));
   EXPECT_EQ(ResolveModel("", "main").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelRoots, ConfinesPathsAndRejectsNulAndOverlongInput) {
+  TempDir tmp;
+  fs::create_directories(tmp.path() / "root/m");
+  std::ofstream(tmp.path() / "root/m/config.json") << "{}";
+  fs::create_directories(tmp.path() / "out/m");
+  auto roots = ModelRoots::Create({(tmp.path() / "root").string()});
+  ASSERT_TRUE(roots.ok()) << roots.status();
+  EXPECT_TRUE(roots->restricted());
+  auto rel = roots->Resolve("m", "main");
+  ASSERT_TRUE(rel.ok()) << rel.status();
+  EXPECT_EQ(*rel, fs::canonical(tmp.path() / "root/m"));
+  EXPECT_EQ(roots->Resolve("../out/m", "main").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(roots->Resolve((tmp.path() / "out/m").string(), "main").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(roots->Resolve(std::string("m\0/../../out/m", 15), "main").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto huge = roots->Resolve(std::string(5000, 'x'), "main");
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(huge.status().message().size(), 300u);
+  EXPECT_FALSE(ModelRoots::Create({(tmp.path() / "missing").string()}).ok());
+  // Without roots, NUL is still refused and any folder resolves.
+  ModelRoots open;
+  EXPECT_FALSE(open.restricted());
+  EXPECT_EQ(open.Resolve(std::string("a\0b", 3), "main").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(open.Resolve((tmp.path() / "out/m").string(), "main").ok());
 }
 
 }  // namespace
