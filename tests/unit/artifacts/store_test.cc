@@ -1,6 +1,7 @@
 // Artifact store: keys, atomic publish, single-flight across threads and processes, crash leftovers.
 #include "common/artifacts/store.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,6 +153,98 @@ TEST_F(StoreTest, KilledBuilderLeavesOnlyGarbage) {
   auto r = store->GetOrBuild(Kind::kExport, kKey, WriteOneFile(&builds, "hello"));
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->cache_hit);
+}
+
+TEST_F(StoreTest, VerifyNamesSizeMismatchAndMissingFiles) {
+  auto store = Store::Open(root_);
+  std::atomic<int> builds{0};
+  ASSERT_TRUE(store->GetOrBuild(Kind::kQpc, kKey, WriteOneFile(&builds, "hello")).ok());
+  EXPECT_TRUE(store->Verify(Kind::kQpc, kKey).ok());
+  EXPECT_TRUE(store->Verify(Kind::kQpc, kKey).ok());  // the second time from the per-file cache
+  std::ofstream(root_ / "qpcs" / kKey / "data.bin", std::ios::app) << "!";
+  absl::Status grown = store->Verify(Kind::kQpc, kKey);
+  EXPECT_EQ(grown.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(grown.message().find("data.bin"), std::string::npos) << grown;
+  EXPECT_NE(grown.message().find(kKey), std::string::npos) << grown;
+  fs::remove(root_ / "qpcs" / kKey / "data.bin");
+  EXPECT_EQ(store->Verify(Kind::kQpc, kKey).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(StoreTest, QuarantinedArtifactIsRebuiltOnTheNextRequest) {
+  auto store = Store::Open(root_);
+  std::atomic<int> builds{0};
+  ASSERT_TRUE(store->GetOrBuild(Kind::kQpc, kKey, WriteOneFile(&builds, "hello")).ok());
+  std::ofstream(root_ / "qpcs" / kKey / "data.bin") << "HELLO";
+  ASSERT_EQ(store->Verify(Kind::kQpc, kKey).code(), absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(store->Quarantine(Kind::kQpc, kKey, "checksum mismatch").ok());
+  EXPECT_EQ(store->Find(Kind::kQpc, kKey).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(fs::is_empty(root_ / "quarantine"));
+  auto again = store->GetOrBuild(Kind::kQpc, kKey, WriteOneFile(&builds, "hello"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->cache_hit);
+  EXPECT_EQ(builds.load(), 2);
+  EXPECT_TRUE(store->Verify(Kind::kQpc, kKey).ok());
+}
+
+TEST_F(StoreTest, FolderWithoutManifestHealsInsteadOfBlockingTheKey) {
+  auto store = Store::Open(root_);
+  fs::create_directories(root_ / "exports" / kKey);
+  std::ofstream(root_ / "exports" / kKey / "model.onnx") << "partial";
+  std::atomic<int> builds{0};
+  auto r = store->GetOrBuild(Kind::kExport, kKey, WriteOneFile(&builds, "hello"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->cache_hit);
+  EXPECT_TRUE(store->Verify(Kind::kExport, kKey).ok());
+  EXPECT_FALSE(fs::exists(root_ / "exports" / kKey / "model.onnx"));
+}
+
+TEST_F(StoreTest, RemoveAndEvictNeverTouchArtifactsInUse) {
+  auto store = Store::Open(root_);
+  std::atomic<int> builds{0};
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3; ++i) {
+    std::string key = kKey.substr(0, 31) + std::to_string(i);
+    keys.push_back(key);
+    ASSERT_TRUE(store->GetOrBuild(Kind::kQpc, key, WriteOneFile(&builds, std::string(1000, 'x'))).ok());
+  }
+  // Use order: 1, then 0 (most recent); 2 is in use in a child process.
+  {
+    auto u1 = store->Use(Kind::kQpc, keys[1]);
+    ASSERT_TRUE(u1.ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  {
+    auto u0 = store->Use(Kind::kQpc, keys[0]);
+    ASSERT_TRUE(u0.ok());
+  }
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto again = Store::Open(root_);
+    auto use = again->Use(Kind::kQpc, keys[2]);
+    char c = 'k';
+    (void)!::write(ready[1], &c, 1);
+    ::sleep(5);
+    ::_exit(use.ok() ? 0 : 1);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  absl::Status busy = store->Remove(Kind::kQpc, keys[2]);
+  EXPECT_EQ(busy.code(), absl::StatusCode::kFailedPrecondition) << busy;
+  // Room for one artifact: the in-use one stays, the least recently used free one goes first.
+  const uint64_t one = store->List()[0].bytes;
+  EXPECT_EQ(store->Evict(2 * one), 1);
+  EXPECT_FALSE(store->Find(Kind::kQpc, keys[1]).ok());
+  EXPECT_TRUE(store->Find(Kind::kQpc, keys[0]).ok());
+  EXPECT_TRUE(store->Find(Kind::kQpc, keys[2]).ok());
+  EXPECT_EQ(store->Evict(one), 1);  // only keys[0] can go
+  EXPECT_TRUE(store->Find(Kind::kQpc, keys[2]).ok());
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(store->Remove(Kind::kQpc, keys[2]).ok());
+  EXPECT_EQ(store->Remove(Kind::kQpc, keys[2]).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->List().empty());
 }
 
 TEST(ConfinePathTest, RejectsEscapes) {
