@@ -193,8 +193,8 @@ absl::StatusOr<fs::path> Store::Find(Kind kind, const std::string& key) const {
   fs::path p = Dir(kind) / key;
   std::error_code ec;
   if (!fs::is_regular_file(p / "manifest.json", ec)) {
-    return absl::NotFoundError(absl::StrCat("no ", KindName(kind), " artifact with key ", key, " in ",
-                                            root_.string(), "; run ", KindName(kind),
+    return absl::NotFoundError(absl::StrCat("no ", KindName(kind), " artifact with key ", key,
+                                            " in the cache; run ", KindName(kind),
                                             kind == Kind::kExport ? " (qeffctl export)" : " (qeffctl compile)",
                                             " first"));
   }

@@ -21,11 +21,6 @@ constexpr const char* kCarriedFiles[] = {"tokenizer.json", "tokenizer_config.jso
 
 absl::StatusOr<qeff::v1::CompileResult> CompileToStore(artifacts::Store& store, const qeff::v1::CompileRequest& request,
                                                        const ProgressFn& progress) {
-  auto export_dir = store.Find(artifacts::Kind::kExport, request.export_key());
-  if (!export_dir.ok()) return export_dir.status();
-  auto export_manifest = store.ReadManifest(artifacts::Kind::kExport, request.export_key());
-  if (!export_manifest.ok()) return export_manifest.status();
-
   CompileOptions options;
   if (!request.target().empty()) options.target = request.target();
   if (request.batch_size() != 0) options.batch_size = request.batch_size();
@@ -35,6 +30,22 @@ absl::StatusOr<qeff::v1::CompileResult> CompileToStore(artifacts::Store& store, 
   if (!request.weight_dtype().empty()) options.weight_dtype = request.weight_dtype();
   options.full_batch_size = request.full_batch_size();
   if (absl::Status st = ValidateOptions(options); !st.ok()) return st;
+
+  // The export, held in use for the whole compile (eviction skips it) and checked against its
+  // manifest: a damaged one is quarantined so the next Export rebuilds it.
+  const std::string& export_key = request.export_key();
+  auto export_dir = store.Find(artifacts::Kind::kExport, export_key);
+  if (!export_dir.ok()) return export_dir.status();
+  auto in_use = store.Use(artifacts::Kind::kExport, export_key);
+  if (!in_use.ok()) return in_use.status();
+  if (absl::Status v = store.Verify(artifacts::Kind::kExport, export_key); !v.ok()) {
+    if (v.code() != absl::StatusCode::kDataLoss) return v;
+    (void)store.Quarantine(artifacts::Kind::kExport, export_key, std::string(v.message()));
+    return absl::DataLossError(absl::StrCat(v.message(), "; the export was moved to quarantine: export the model "
+                                                         "again to rebuild it"));
+  }
+  auto export_manifest = store.ReadManifest(artifacts::Kind::kExport, export_key);
+  if (!export_manifest.ok()) return export_manifest.status();
 
   // num_cores only sizes the runtime thread pool; it does not change the program's bytes, but it
   // is recorded in the manifest and therefore part of the key, like QEfficient's compile hash.
