@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libonnx-dev libonnx-testdata libabsl-dev libspdlog-dev nlohmann-json3-dev libopenblas-dev
-  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev libpcre2-dev libutf8proc-dev libcpp-httplib-dev curl python3-yaml
+  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev libpcre2-dev libutf8proc-dev libcpp-httplib-dev libssl-dev openssl curl python3-yaml
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

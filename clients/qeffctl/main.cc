@@ -3,14 +3,19 @@
 //   qeffctl infer --model DIR|org/name --prompt "Hi" [--max-new-tokens N] [--json]
 //   qeffctl infer --model DIR --full-batch-size 4 --prompts-file FILE [--json]   (continuous batching)
 //   qeffctl embed --model DIR --text "..." [--text ...] [--pooling mean|cls|max|pooler] [--normalize]
+//   qeffctl embed --model DIR --input-ids IDS [--token-type-ids IDS] [--input-ids ...]
+//   qeffctl classify --model DIR --input-ids IDS [--token-type-ids IDS] [--input-ids ...] [--json]
+//   qeffctl classify --model DIR --text "query" --text-pair "document" [--text ... --text-pair ...]
 //   qeffctl export | compile | load | generate | list | unload | tokenize | cache ls|gc
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -81,6 +86,39 @@ void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
   cmd->add_option("--seed", g.seed, "sampling seed (default: a fresh one, printed with --json)");
 }
 
+// "1,2,3" -> ids; INVALID_ARGUMENT naming the flag otherwise.
+absl::StatusOr<std::vector<int64_t>> ParseIds(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int64_t id;
+    if (!absl::SimpleAtoi(part, &id)) {
+      return absl::InvalidArgumentError(flag + " must be comma-separated integers, got '" + std::string(part) + "'");
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// Encoder inputs (embed, classify): each --input-ids with the --token-type-ids of the same
+// position, when given (once per --input-ids, or not at all).
+absl::Status AddEncoderInputs(const std::vector<std::string>& ids, const std::vector<std::string>& types,
+                              google::protobuf::RepeatedPtrField<qeff::v1::TokenIds>* out) {
+  if (!types.empty() && types.size() != ids.size()) {
+    return absl::InvalidArgumentError("pass --token-type-ids once per --input-ids (in the same order), or not at all");
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto* in = out->Add();
+    auto parsed = ParseIds(ids[i], "--input-ids");
+    if (!parsed.ok()) return parsed.status();
+    in->mutable_ids()->Add(parsed->begin(), parsed->end());
+    if (types.empty()) continue;
+    auto t = ParseIds(types[i], "--token-type-ids");
+    if (!t.ok()) return t.status();
+    in->mutable_token_type_ids()->Add(t->begin(), t->end());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, const std::string& model_id) {
   qeff::v1::GenerateRequest req;
   req.set_model_id(model_id);
@@ -89,14 +127,9 @@ absl::StatusOr<qeff::v1::GenerateRequest> MakeGenerateRequest(const GenArgs& g, 
     return absl::InvalidArgumentError("pass exactly one of --prompt, --input-ids or --prompts-file");
   }
   if (!g.input_ids.empty()) {
-    for (absl::string_view part : absl::StrSplit(g.input_ids, ',', absl::SkipWhitespace())) {
-      int64_t id;
-      if (!absl::SimpleAtoi(part, &id)) {
-        return absl::InvalidArgumentError("--input-ids must be comma-separated integers, got '" +
-                                          std::string(part) + "'");
-      }
-      req.add_input_ids(id);
-    }
+    auto ids = ParseIds(g.input_ids, "--input-ids");
+    if (!ids.ok()) return ids.status();
+    req.mutable_input_ids()->Add(ids->begin(), ids->end());
   }
   req.set_prompt(g.prompt);
   req.set_max_new_tokens(g.max_new_tokens);
@@ -252,7 +285,9 @@ int RunPromptsFile(const Common& c, const GenArgs& g, const std::string& model_i
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   CLI::App app{"qeffctl: export, compile and run HuggingFace models with qeff"};
   app.require_subcommand(1);
   // Global flags (--server, --json, ...) may come before or after the subcommand, as scripts use both.
@@ -265,6 +300,18 @@ int main(int argc, char** argv) {
   app.add_option("--compiler", c.compiler, "Compiler address when services run separately");
   app.add_option("--runner", c.runner, "Runner address when services run separately");
   app.add_flag("--json", c.json, "print one JSON object for scripts");
+  // Transport security and deadlines, for every command that talks to a server.
+  qeffctl::ClientOptions client_options;
+  std::string token_file;
+  app.add_option("--tls-ca", client_options.tls_ca, "PEM CA that signed the servers' certificates: connect with TLS");
+  app.add_option("--tls-cert", client_options.tls_cert, "PEM client certificate for servers with --tls-client-ca (mTLS)");
+  app.add_option("--tls-key", client_options.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--token-file", token_file,
+                 "file holding the bearer token (its first line that is not blank or a # comment); "
+                 "default: $QEFF_TOKEN");
+  app.add_option("--timeout", client_options.timeout_s,
+                 "deadline of every call in seconds (default: 30 for list/unload, 600 for load/embed/classify, "
+                 "3600 for export/compile/generate)");
 
   std::string model, revision = "main", export_key, qpc_key, model_id, tokenizer_dir, jsonl, text, cache_dir;
   bool fp16_clip = false, cb = false;
@@ -292,18 +339,31 @@ int main(int argc, char** argv) {
   add_model_opts(infer_cmd);
   AddCompileOptions(infer_cmd, ca);
   AddGenerateOptions(infer_cmd, ga);
-  auto* embed_cmd = app.add_subcommand("embed", "export + compile + load an encoder (BERT) and embed texts or ids");
-  add_model_opts(embed_cmd);
-  std::vector<std::string> embed_texts, embed_ids;
+  // Encoders (embed, classify): texts or ids (+ token types), and the Embedding specialization's shapes.
+  std::vector<std::string> enc_texts, enc_pairs, enc_ids, enc_types;
+  auto add_encoder_opts = [&](CLI::App* cmd, const char* what) {
+    add_model_opts(cmd);
+    cmd->add_option("--text", enc_texts, std::string("a text to ") + what + " (repeat for more)");
+    cmd->add_option("--input-ids", enc_ids, "comma-separated ids of one sequence (repeat for more)");
+    cmd->add_option("--token-type-ids", enc_types,
+                    "comma-separated token types of the --input-ids at the same position (e.g. 0 for the query, "
+                    "1 for the document of a BERT pair)");
+    cmd->add_option("--seq-len", ca.prefill_seq_len, "compiled sequence length")->capture_default_str();
+    cmd->add_option("--batch-size", ca.batch_size)->capture_default_str();
+    cmd->add_option("--num-cores", ca.num_cores, "device cores/threads (0 = all)");
+  };
+  auto* embed_cmd =
+      app.add_subcommand("embed", "export + compile + load an encoder (BERT, RoBERTa, XLM-R) and embed texts or ids");
+  add_encoder_opts(embed_cmd, "embed");
   std::string pooling = "mean";
   bool normalize = false;
-  embed_cmd->add_option("--text", embed_texts, "a text to embed (repeat for more)");
-  embed_cmd->add_option("--input-ids", embed_ids, "comma-separated ids of one sequence (repeat for more)");
   embed_cmd->add_option("--pooling", pooling, "mean | cls | max | pooler")->capture_default_str();
   embed_cmd->add_flag("--normalize", normalize, "L2-normalize the embeddings");
-  embed_cmd->add_option("--seq-len", ca.prefill_seq_len, "compiled sequence length")->capture_default_str();
-  embed_cmd->add_option("--batch-size", ca.batch_size)->capture_default_str();
-  embed_cmd->add_option("--num-cores", ca.num_cores, "device cores/threads (0 = all)");
+  auto* classify_cmd = app.add_subcommand(
+      "classify", "export + compile + load a sequence classifier / cross-encoder reranker and score inputs or pairs");
+  add_encoder_opts(classify_cmd, "classify");
+  classify_cmd->add_option("--text-pair", enc_pairs,
+                           "the second text of the --text at the same position (e.g. the document for a query)");
   auto* list_cmd = app.add_subcommand("list", "list loaded models");
   auto* unload_cmd = app.add_subcommand("unload", "unload a model");
   unload_cmd->add_option("--model-id", model_id)->required();
@@ -325,6 +385,14 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   const bool quiet = c.json;
+  if (!token_file.empty()) {
+    auto t = qeffctl::ReadTokenFile(token_file);
+    if (!t.ok()) return Fail(t.status());
+    client_options.token = *t;
+  } else if (const char* env_token = std::getenv("QEFF_TOKEN"); env_token != nullptr) {
+    client_options.token = env_token;
+  }
+  if (absl::Status st = qeffctl::Configure(client_options); !st.ok()) return Fail(st);
 
   auto do_export = [&](nlohmann::json* out) -> absl::StatusOr<qeff::v1::ExportResult> {
     qeff::v1::ExportRequest req;
@@ -395,23 +463,34 @@ int main(int argc, char** argv) {
       return RunPromptsFile(c, ga, l->model_id(), std::max(kPromptsInFlight, 2 * ca.full_batch_size), out);
     }
     if (int rc = RunGenerate(c, ga, l->model_id(), &out); rc != 0) return rc;
-  } else if (*embed_cmd) {
-    if (embed_texts.empty() == embed_ids.empty()) {
+  } else if (*embed_cmd || *classify_cmd) {
+    if (enc_texts.empty() == enc_ids.empty()) {
       std::cerr << "error: pass --text or --input-ids (one or more times), not both\n";
       return 1;
     }
+    if (!enc_pairs.empty() && enc_pairs.size() != enc_texts.size()) {
+      std::cerr << "error: pass --text-pair once per --text (in the same order), or not at all\n";
+      return 1;
+    }
+    if (!enc_types.empty() && enc_ids.empty()) {
+      std::cerr << "error: --token-type-ids goes with --input-ids (text pairs get their types from the tokenizer)\n";
+      return 1;
+    }
     qeff::v1::EmbedRequest ereq;
-    for (const auto& t : embed_texts) ereq.add_texts(t);
-    for (const auto& seq : embed_ids) {
-      auto* in = ereq.add_inputs();
-      for (absl::string_view part : absl::StrSplit(seq, ',', absl::SkipWhitespace())) {
-        int64_t id;
-        if (!absl::SimpleAtoi(part, &id)) return Fail(absl::InvalidArgumentError("--input-ids must be comma-separated integers"));
-        in->add_ids(id);
+    qeff::v1::ClassifyRequest creq;
+    if (absl::Status st = AddEncoderInputs(enc_ids, enc_types, *embed_cmd ? ereq.mutable_inputs() : creq.mutable_inputs());
+        !st.ok()) {
+      return Fail(st);
+    }
+    for (size_t i = 0; i < enc_texts.size(); ++i) {
+      if (*embed_cmd) {
+        ereq.add_texts(enc_texts[i]);
+      } else {
+        auto* t = creq.add_texts();
+        t->set_text(enc_texts[i]);
+        if (!enc_pairs.empty()) t->set_text_pair(enc_pairs[i]);
       }
     }
-    ereq.set_pooling(pooling);
-    ereq.set_normalize(normalize);
     auto e = do_export(&out);
     if (!e.ok()) return Fail(e.status());
     auto q = do_compile(e->artifact().key(), &out);
@@ -420,30 +499,40 @@ int main(int argc, char** argv) {
     lreq.set_qpc_key(q->artifact().key());
     auto l = qeffctl::Load(c.RunnerAddr(), lreq);
     if (!l.ok()) return Fail(l.status());
-    ereq.set_model_id(l->model_id());
-    auto r = qeffctl::Embed(c.RunnerAddr(), ereq);
-    if (!r.ok()) return Fail(r.status());
-    out["embeddings"] = nlohmann::json::array();
-    for (const auto& emb : r->embeddings()) {
-      out["embeddings"].push_back(std::vector<float>(emb.values().begin(), emb.values().end()));
+    if (*embed_cmd) {
+      ereq.set_model_id(l->model_id());
+      ereq.set_pooling(pooling);
+      ereq.set_normalize(normalize);
+      auto r = qeffctl::Embed(c.RunnerAddr(), ereq);
+      if (!r.ok()) return Fail(r.status());
+      out["embeddings"] = nlohmann::json::array();
+      for (const auto& emb : r->embeddings()) {
+        out["embeddings"].push_back(std::vector<float>(emb.values().begin(), emb.values().end()));
+      }
+      out["pooling"] = pooling;
+      out["normalized"] = normalize;
+      out["e2e_ms"] = r->e2e_ms();
+    } else {
+      creq.set_model_id(l->model_id());
+      auto r = qeffctl::Classify(c.RunnerAddr(), creq);
+      if (!r.ok()) return Fail(r.status());
+      out["logits"] = nlohmann::json::array();
+      out["scores"] = nlohmann::json::array();
+      for (const auto& res : r->results()) {
+        out["logits"].push_back(std::vector<float>(res.logits().begin(), res.logits().end()));
+        out["scores"].push_back(std::vector<float>(res.scores().begin(), res.scores().end()));
+      }
+      out["labels"] = std::vector<std::string>(r->labels().begin(), r->labels().end());
+      out["e2e_ms"] = r->e2e_ms();
     }
-    out["pooling"] = pooling;
-    out["normalized"] = normalize;
-    out["e2e_ms"] = r->e2e_ms();
   } else if (*list_cmd || *unload_cmd) {
-    auto stub = qeff::v1::Runner::NewStub(qeffctl::Connect(c.RunnerAddr()));
-    grpc::ClientContext ctx;
     if (*unload_cmd) {
-      qeff::v1::UnloadRequest req;
-      req.set_model_id(model_id);
-      qeff::v1::UnloadResponse resp;
-      grpc::Status s = stub->Unload(&ctx, req, &resp);
-      if (!s.ok()) return Fail(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+      if (absl::Status s = qeffctl::Unload(c.RunnerAddr(), model_id); !s.ok()) return Fail(s);
       out["unloaded"] = model_id;
     } else {
-      qeff::v1::ListResponse resp;
-      grpc::Status s = stub->List(&ctx, qeff::v1::ListRequest(), &resp);
-      if (!s.ok()) return Fail(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+      auto listed = qeffctl::List(c.RunnerAddr());
+      if (!listed.ok()) return Fail(listed.status());
+      const qeff::v1::ListResponse& resp = *listed;
       out["models"] = nlohmann::json::array();
       for (const auto& m : resp.models()) {
         out["models"].push_back({{"model_id", m.model_id()}, {"qpc_key", m.qpc_key()},
@@ -486,4 +575,25 @@ int main(int argc, char** argv) {
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   }
   return 0;
+}
+
+}  // namespace
+
+// Prints first, then tears gRPC down: the results are flushed before any channel goes, every
+// call has finished (streams read to the end and Finish()ed), and the channels are closed here
+// rather than by static destructors. If gRPC's library shutdown still blocks, a watchdog ends
+// the process with the command's exit code after 5 s (_exit after the flush: nothing is lost).
+int main(int argc, char** argv) {
+  // gRPC's own log lines (e.g. a failed TLS handshake) repeat what the error message says.
+  ::setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
+  const int rc = Main(argc, argv);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::thread([rc] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    ::_exit(rc);
+  }).detach();
+  qeffctl::CloseChannels();
+  return rc;
 }

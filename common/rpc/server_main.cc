@@ -8,6 +8,24 @@
 #include <cstdio>
 
 namespace qeff::rpc {
+namespace {
+
+// HOST:PORT or [V6]:PORT with a port in 0..65535 (gRPC would silently take 99999 mod 65536).
+bool ValidListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size() || colon + 6 < listen.size()) return false;
+  const std::string host = listen.substr(0, colon);
+  if (host.front() == '[' && (host.back() != ']' || host.size() < 3)) return false;
+  if (host.front() != '[' && host.find(':') != std::string::npos) return false;
+  int port = 0;
+  for (char ch : listen.substr(colon + 1)) {
+    if (ch < '0' || ch > '9') return false;
+    port = port * 10 + (ch - '0');
+  }
+  return port <= 65535;
+}
+
+}  // namespace
 
 int ServerMain(int argc, char** argv, const std::string& program_name, const ServiceFactory& make_services,
                bool runner, bool exporter) {
@@ -25,6 +43,21 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
       ->check(CLI::Range(1, 2047))
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string tls_cert, tls_key, tls_client_ca, token_file, health_listen;
+  bool no_reflection = false;
+  app.add_option("--tls-cert", tls_cert,
+                 "PEM certificate chain: serve TLS on every listener (gRPC, --http-listen, --metrics-listen); "
+                 "needs --tls-key");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert (unencrypted)");
+  app.add_option("--tls-client-ca", tls_client_ca,
+                 "PEM CA certificate(s): mutual TLS, every client must present a certificate signed by them");
+  app.add_option("--auth-token-file", token_file,
+                 "accepted bearer tokens, one per line (# comments, blank lines skipped): every RPC and HTTP route "
+                 "needs 'authorization: Bearer <token>' except grpc.health.v1 and HTTP /health");
+  app.add_flag("--no-reflection", no_reflection, "do not serve gRPC server reflection");
+  app.add_option("--health-listen", health_listen,
+                 "host:port of a plaintext listener serving only grpc.health.v1 (no TLS, no token) for probes; "
+                 "port 0 = pick a free port, printed as 'health listening on HOST:PORT'");
   int max_queued = 64, max_slots = 0;
   std::string http_listen, metrics_listen;
   std::vector<std::string> serve;
@@ -61,6 +94,28 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
     std::fprintf(stderr, "%s\n", std::string(roots.status().message()).c_str());
     return 2;
   }
+  auto security = LoadTransportSecurity(tls_cert, tls_key, tls_client_ca, token_file);
+  if (!security.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program_name.c_str(), std::string(security.status().message()).c_str());
+    return 2;
+  }
+  config.security = *security;
+  for (const auto& [flag, listen] : {std::pair<const char*, const std::string&>{"--listen", config.listen},
+                                     {"--health-listen", health_listen}}) {
+    if (!listen.empty() && !ValidListen(listen)) {
+      std::fprintf(stderr, "%s: %s '%s' must be HOST:PORT with a port in 0..65535 (e.g. 127.0.0.1:50051, [::1]:0)\n",
+                   program_name.c_str(), flag, listen.c_str());
+      return 2;
+    }
+  }
+  for (const auto& [flag, listen] : {std::pair<const char*, const std::string&>{"--listen", config.listen},
+                                     {"--http-listen", http_listen}, {"--metrics-listen", metrics_listen}}) {
+    if (absl::Status s = CheckListenAddress(**security, flag, listen); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program_name.c_str(), std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  config.reflection = !no_reflection;
 
   // Logs go to stderr; stdout carries only the "listening on" lines that scripts read.
   spdlog::set_default_logger(spdlog::stderr_color_mt(program_name));
@@ -72,6 +127,32 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
   }
   int removed = store->CollectGarbage();
   if (removed > 0) spdlog::info("removed {} staging leftover(s) from {}/tmp", removed, config.cache_dir);
+
+  // Health first: probes get answers (qeff.v1.Runner NOT_SERVING) while --serve models load.
+  if (!InstallTerminationHandler()) {
+    spdlog::error("cannot install the SIGTERM handler");
+    return 2;
+  }
+  auto health = std::make_shared<HealthBoard>();
+  config.health = health;
+  const bool loading = runner && !serve.empty();
+  if (loading) health->Set("qeff.v1.Runner", false);
+  std::unique_ptr<HealthServer> health_server;
+  if (!health_listen.empty()) {
+    auto h = HealthServer::Start(health_listen, health);
+    if (!h.ok()) {
+      spdlog::error("{}", std::string(h.status().message()));
+      return 2;
+    }
+    health_server = std::move(*h);
+    std::printf("health listening on %s\n", health_server->address().c_str());
+    std::fflush(stdout);
+  }
+  auto runner_ready = [health, loading] {
+    if (!loading) return;
+    health->Set("qeff.v1.Runner", true);
+    spdlog::info("qeff.v1.Runner health: SERVING");
+  };
 
   std::vector<std::function<void()>> on_stop;
   auto stop_all = [&on_stop] {
@@ -85,7 +166,7 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
   };
   std::vector<std::shared_ptr<void>> owned;
   ServerContextArgs args{&*store, threads, max_queued, max_slots, http_listen, metrics_listen, serve, *roots,
-                         &on_stop, fail};
+                         &on_stop, fail, config.security, runner_ready};
   auto services = make_services(args, owned);
   if (!services.ok()) {
     spdlog::error("{}", std::string(services.status().message()));

@@ -1,6 +1,8 @@
 // The shared main() of every qeff server binary: flags, cache, logging, serve until SIGTERM.
 //
 //   <binary> --listen ADDR --cache-dir DIR [--threads N] [--max-message-mb N] [--log-level L]
+//            [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth-token-file FILE]
+//            [--no-reflection] [--health-listen HOST:PORT]
 //   exporters also: [--model-root DIR]...
 //   runners also: [--max-queued-requests N] [--max-active-slots N]
 //                 [--http-listen HOST:PORT] [--metrics-listen HOST:PORT]
@@ -38,6 +40,12 @@ struct ServerContextArgs {
   // A failure after start-up that should end the process (a --serve model that cannot be
   // loaded): logged by the caller, then the server stops as on SIGTERM and exits with 1.
   std::function<void(absl::Status)> fail;
+  // TLS / mTLS and bearer tokens from the flags, for listeners beside the gRPC server (the HTTP
+  // API, /metrics); never null (empty: plaintext, no tokens).
+  std::shared_ptr<const TransportSecurity> security;
+  // Runners with --serve: call once every --serve model is loaded. qeff.v1.Runner's health is
+  // NOT_SERVING from start-up until then (on every health listener), SERVING after.
+  std::function<void()> runner_ready;
 };
 
 // Creates the services to serve; they must outlive the call (keep them in `owned`). An error

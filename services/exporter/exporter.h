@@ -16,7 +16,7 @@
 namespace qeff::exporter {
 
 // Bump when the bytes of an export change for the same inputs (part of the cache key).
-inline constexpr int kExportFormatVersion = 1;
+inline constexpr int kExportFormatVersion = 2;  // 2: shared decoder builder, SparseMoE, encoder token_type_ids
 
 struct ExportOptions {
   // QEfficient's CB export (causal LMs only): KV cache [full_batch_size, ...], a batch_index

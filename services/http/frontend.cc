@@ -13,7 +13,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(artifacts::Store* stor
                                                           const std::string& http_listen,
                                                           const std::string& metrics_listen,
                                                           const std::vector<std::string>& serve,
-                                                          std::function<void(absl::Status)> on_failure) {
+                                                          std::function<void(absl::Status)> on_failure,
+                                                          std::shared_ptr<const rpc::TransportSecurity> security,
+                                                          std::function<void()> on_ready) {
   std::vector<ServeSpec> specs;
   std::set<std::string> ids;
   for (const auto& text : serve) {
@@ -28,13 +30,13 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(artifacts::Store* stor
   std::unique_ptr<Frontend> f(new Frontend());
   f->readiness_ = std::make_shared<Readiness>(std::vector<std::string>(ids.begin(), ids.end()));
   if (!http_listen.empty()) {
-    auto s = HttpServer::Start({http_listen, /*api=*/true}, registry, f->readiness_);
+    auto s = HttpServer::Start({http_listen, /*api=*/true, 8u << 20, 128, security}, registry, f->readiness_);
     if (!s.ok()) return s.status();
     f->http_ = std::move(*s);
     std::printf("http listening on %s\n", f->http_->address().c_str());
   }
   if (!metrics_listen.empty()) {
-    auto s = HttpServer::Start({metrics_listen, /*api=*/false, 1u << 20, /*threads=*/4}, registry, f->readiness_);
+    auto s = HttpServer::Start({metrics_listen, /*api=*/false, 1u << 20, /*threads=*/4, security}, registry, f->readiness_);
     if (!s.ok()) return s.status();
     f->metrics_ = std::move(*s);
     std::printf("metrics listening on %s\n", f->metrics_->address().c_str());
@@ -42,7 +44,8 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(artifacts::Store* stor
   std::fflush(stdout);
   if (!specs.empty()) {
     Frontend* self = f.get();
-    f->loader_ = std::thread([self, store, registry, specs = std::move(specs), on_failure = std::move(on_failure)] {
+    f->loader_ = std::thread([self, store, registry, specs = std::move(specs), on_failure = std::move(on_failure),
+                              on_ready = std::move(on_ready)] {
       for (const auto& spec : specs) {
         if (self->stop_.load()) return;
         spdlog::info("--serve {}: export, compile and load as '{}'", spec.model, spec.id);
@@ -56,6 +59,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(artifacts::Store* stor
         self->readiness_->MarkLoaded(spec.id);
       }
       spdlog::info("all {} --serve model(s) loaded: ready", specs.size());
+      if (on_ready) on_ready();
     });
   }
   return f;
@@ -73,7 +77,8 @@ Frontend::~Frontend() { Stop(); }
 absl::Status AddFrontend(const rpc::ServerContextArgs& args, runner::ModelRegistry* registry,
                          std::vector<std::shared_ptr<void>>& owned) {
   if (args.http_listen.empty() && args.metrics_listen.empty() && args.serve.empty()) return absl::OkStatus();
-  auto f = Frontend::Start(args.store, registry, args.http_listen, args.metrics_listen, args.serve, args.fail);
+  auto f = Frontend::Start(args.store, registry, args.http_listen, args.metrics_listen, args.serve, args.fail,
+                           args.security, args.runner_ready);
   if (!f.ok()) return f.status();
   std::shared_ptr<Frontend> shared(std::move(*f));
   owned.push_back(shared);

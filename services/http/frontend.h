@@ -22,12 +22,15 @@ class Frontend {
   // Parses every --serve spec (INVALID_ARGUMENT on the first bad one, before anything starts),
   // binds the listeners (printing "http listening on HOST:PORT" / "metrics listening on
   // HOST:PORT" on stdout, before the gRPC server's line) and starts loading. A model that fails
-  // to load calls `on_failure` (the process should stop: it cannot serve what it was asked to).
+  // to load calls `on_failure` (the process should stop: it cannot serve what it was asked to);
+  // `on_ready` runs once all have loaded. `security`: TLS and tokens of both listeners.
   static absl::StatusOr<std::unique_ptr<Frontend>> Start(artifacts::Store* store, runner::ModelRegistry* registry,
                                                          const std::string& http_listen,
                                                          const std::string& metrics_listen,
                                                          const std::vector<std::string>& serve,
-                                                         std::function<void(absl::Status)> on_failure);
+                                                         std::function<void(absl::Status)> on_failure,
+                                                         std::shared_ptr<const rpc::TransportSecurity> security = {},
+                                                         std::function<void()> on_ready = {});
   ~Frontend();  // Stop()
 
   // Stops the listeners (open streams end, their requests are cancelled) and waits for the

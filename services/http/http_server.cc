@@ -7,6 +7,8 @@
 #include <cstdio>
 
 #include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,37 @@ std::string MetricsText(runner::ModelRegistry* registry) {
     }
   }
   return runner::Metrics::Global().Render(gauges);
+}
+
+// Plain HTTP, or TLS 1.2+ with the files LoadTransportSecurity checked; with a client CA every
+// client must present a certificate it signed (mTLS).
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeHttplibServer(const rpc::TransportSecurity* sec,
+                                                                   const std::string& listen) {
+  if (sec == nullptr || !sec->tls()) return std::make_unique<httplib::Server>();
+  auto srv = std::make_unique<httplib::SSLServer>([sec](SSL_CTX& ctx) {
+    SSL_CTX_set_default_passwd_cb(&ctx, [](char*, int, int, void*) { return -1; });  // never prompt
+    SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(&ctx, sec->cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(&ctx, sec->key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(&ctx) != 1) {
+      return false;
+    }
+    if (sec->mtls()) {
+      if (SSL_CTX_load_verify_locations(&ctx, sec->client_ca_file.c_str(), nullptr) != 1) return false;
+      if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(sec->client_ca_file.c_str()); names != nullptr) {
+        SSL_CTX_set_client_CA_list(&ctx, names);
+      }
+      SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    return true;
+  });
+  if (!srv->is_valid()) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat("cannot set up TLS on ", listen, " with --tls-cert ", sec->cert_file,
+                                                   " and --tls-key ", sec->key_file));
+  }
+  return srv;
 }
 
 }  // namespace
@@ -62,7 +95,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->registry_ = registry;
   s->readiness_ = readiness ? std::move(readiness) : std::make_shared<Readiness>(std::vector<std::string>{});
-  s->server_ = std::make_unique<httplib::Server>();
+  auto made = MakeHttplibServer(options.security.get(), options.listen);
+  if (!made.ok()) return made.status();
+  s->server_ = std::move(*made);
   const int threads = options.threads;
   s->server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s->server_->set_payload_max_length(options.max_body_bytes);
@@ -82,6 +117,21 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
 
 void HttpServer::Route(const HttpServerOptions& options) {
   httplib::Server& srv = *server_;
+  // Bearer tokens: checked before routing (and before a body is read) on every route but
+  // /health (probes); /metrics too. One answer for a missing and a wrong token.
+  if (options.security && options.security->tokens) {
+    srv.set_pre_routing_handler([tokens = options.security->tokens](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+      if (req.path == "/health" || tokens->AcceptsAuthorization(req.get_header_value("Authorization"))) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      const HttpError e = MakeHttpError(401, "invalid_request_error", rpc::kUnauthenticatedMessage, "invalid_api_key");
+      res.status = e.status;
+      res.set_header("WWW-Authenticate", "Bearer");
+      res.set_content(e.body, "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+  }
   srv.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(MetricsText(registry_), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -92,6 +142,7 @@ void HttpServer::Route(const HttpServerOptions& options) {
     srv.Post("/v1/chat/completions",
              [api](const httplib::Request& q, httplib::Response& r) { api->ChatCompletions(q, r); });
     srv.Post("/v1/embeddings", [api](const httplib::Request& q, httplib::Response& r) { api->Embeddings(q, r); });
+    srv.Post("/v1/rerank", [api](const httplib::Request& q, httplib::Response& r) { api->Rerank(q, r); });
     srv.Get("/v1/models", [api](const httplib::Request& q, httplib::Response& r) { api->Models(q, r); });
     srv.Get("/health", [api](const httplib::Request& q, httplib::Response& r) { api->Health(q, r); });
   }
@@ -108,7 +159,7 @@ void HttpServer::Route(const HttpServerOptions& options) {
       e = MakeHttpError(404, "invalid_request_error",
                         absl::StrCat("no route ", req.method, " ", req.path,
                                      "; the API has /v1/completions, /v1/chat/completions, /v1/embeddings, "
-                                     "/v1/models, /health, /metrics"),
+                                     "/v1/rerank, /v1/models, /health, /metrics"),
                         "not_found");
     } else {
       e = MakeHttpError(res.status, res.status >= 500 ? "server_error" : "invalid_request_error",

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/rpc/security.h"
 #include "services/http/readiness.h"
 #include "services/runner/model_registry.h"
 
@@ -29,6 +30,9 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8u << 20;
   // Concurrent connections served; a stream holds one for its whole life.
   int threads = 128;
+  // TLS / mTLS (cpp-httplib's SSLServer) and bearer tokens (every route but /health answers 401
+  // without an accepted "Authorization: Bearer"); null: plaintext, no tokens.
+  std::shared_ptr<const rpc::TransportSecurity> security;
 };
 
 class HttpServer {

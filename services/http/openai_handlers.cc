@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -13,6 +14,7 @@
 #include "services/http/generation.h"
 #include "services/http/openai_json.h"
 #include "services/http/sse.h"
+#include "services/runner/classifier.h"
 #include "services/runner/embedder.h"
 
 namespace qeff::http {
@@ -59,6 +61,9 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenize(const runner::LoadedM
 
 absl::Status NeedCausal(const runner::LoadedModel& m) {
   if (m.scheduler) return absl::OkStatus();
+  if (m.encoder.classifier) {
+    return BadParam("model", absl::StrCat("model '", m.model_id, "' is a sequence classifier; use /v1/rerank"));
+  }
   return BadParam("model", absl::StrCat("model '", m.model_id, "' is an embedding model; use /v1/embeddings"));
 }
 
@@ -318,6 +323,10 @@ void OpenAiApi::Embeddings(const httplib::Request& req, httplib::Response& res) 
                                                          "' is a causal LM; /v1/embeddings needs an encoder (BERT) "
                                                          "model")));
   }
+  if (m.encoder.classifier) {
+    return SendError(res, BadParam("model", absl::StrCat("model '", m.model_id,
+                                                         "' is a sequence classifier (cross-encoder); use /v1/rerank")));
+  }
   if (static_cast<int>(r->inputs.size()) > kMaxEmbedInputs) {
     return SendError(res, BadParam("input", absl::StrCat("at most ", kMaxEmbedInputs, " inputs per request")));
   }
@@ -326,17 +335,19 @@ void OpenAiApi::Embeddings(const httplib::Request& req, httplib::Response& res) 
   runner::EmbedOptions options;
   options.pooling = r->pooling;
   options.normalize = r->normalize;
+  std::vector<runner::EncoderInput> inputs;
+  for (auto& seq : *ids) inputs.push_back({std::move(seq), {}});
   absl::StatusOr<std::vector<std::vector<float>>> vectors;
   {
     std::lock_guard<std::mutex> run_lock(m.run_mu);
-    vectors = runner::Embed(*m.session, *ids, options);
+    vectors = runner::Embed(*m.session, m.encoder, inputs, options);
   }
   if (!vectors.ok()) return SendError(res, WithParam(vectors.status(), "input"));
   json data = json::array();
   int64_t tokens = 0;
   for (size_t i = 0; i < vectors->size(); ++i) {
     const auto& v = (*vectors)[i];
-    tokens += static_cast<int64_t>((*ids)[i].size());
+    tokens += static_cast<int64_t>(inputs[i].ids.size());
     json e = {{"object", "embedding"}, {"index", i}};
     if (r->base64) {
       // OpenAI's base64 form: the float32 values' little-endian bytes (this is an x86/ARM LE host).
@@ -380,6 +391,69 @@ void OpenAiApi::Health(const httplib::Request&, httplib::Response& res) const {
     return SendError(res, absl::UnavailableError(absl::StrCat("still loading: ", absl::StrJoin(readiness_->pending_ids(), ", "))));
   }
   SendJson(res, {{"status", "ok"}});
+}
+
+void OpenAiApi::Rerank(const httplib::Request& req, httplib::Response& res) const {
+  const auto t0 = SteadyClock::now();
+  auto body = ParseBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto r = ParseRerankRequest(*body);
+  if (!r.ok()) return SendError(res, r.status());
+  auto model = Lookup(r->model);
+  if (!model.ok()) return SendError(res, model.status());
+  runner::LoadedModel& m = **model;
+  if (m.scheduler || !m.encoder.classifier) {
+    return SendError(res, BadParam("model", absl::StrCat("model '", m.model_id,
+                                                         "' is not a cross-encoder; /v1/rerank needs a sequence "
+                                                         "classifier with one label (e.g. bge-reranker, "
+                                                         "ms-marco-MiniLM)")));
+  }
+  if (m.encoder.num_labels != 1) {
+    return SendError(res, BadParam("model", absl::StrCat("model '", m.model_id, "' has ", m.encoder.num_labels,
+                                                         " labels; /v1/rerank needs a cross-encoder with one "
+                                                         "relevance label (use Runner.Classify for the scores)")));
+  }
+  if (!m.tokenizer) {
+    return SendError(res, BadParam("model", absl::StrCat("model '", m.model_id,
+                                                         "' has no tokenizer files (tokenizer.json); /v1/rerank "
+                                                         "tokenizes the query and documents with them")));
+  }
+  std::vector<runner::ClassifyInput> pairs;
+  for (const auto& doc : r->documents) {
+    if (r->query.size() + doc.size() > kMaxTextBytes) return SendError(res, BadParam("documents", "a document is larger than 4 MiB"));
+    runner::ClassifyInput in;
+    in.is_text = true;
+    in.text = r->query;
+    in.text_pair = doc;
+    pairs.push_back(std::move(in));
+  }
+  auto inputs = runner::TokenizeInputs(m.tokenizer.get(), m.encoder, pairs);
+  if (!inputs.ok()) return SendError(res, WithParam(inputs.status(), "documents"));
+  absl::StatusOr<std::vector<runner::Classification>> scored;
+  {
+    std::lock_guard<std::mutex> run_lock(m.run_mu);
+    scored = runner::Classify(*m.session, m.encoder, *inputs);
+  }
+  if (!scored.ok()) return SendError(res, WithParam(scored.status(), "documents"));
+  std::vector<size_t> order(scored->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return (*scored)[a].scores[0] > (*scored)[b].scores[0]; });
+  if (r->top_n && static_cast<size_t>(*r->top_n) < order.size()) order.resize(*r->top_n);
+  json results = json::array();
+  for (size_t i : order) {
+    json item = {{"index", i}, {"relevance_score", (*scored)[i].scores[0]}};
+    if (r->return_documents) item["document"] = {{"text", r->documents[i]}};
+    results.push_back(std::move(item));
+  }
+  int64_t tokens = 0;
+  for (const auto& in : *inputs) tokens += static_cast<int64_t>(in.ids.size());
+  const std::string id = NewId("rerank-");
+  SendJson(res, {{"id", id}, {"model", r->model}, {"results", results}, {"usage", {{"total_tokens", tokens}}}});
+  spdlog::info("request_done id={} model={} frontend=http endpoint=rerank documents={} prompt_tokens={} e2e_ms={:.2f} "
+               "status=OK",
+               id, m.model_id, scored->size(), tokens,
+               std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
 }
 
 }  // namespace qeff::http

@@ -1,7 +1,8 @@
 // The OpenAI-compatible endpoints on the runner's model registry: /v1/completions,
-// /v1/chat/completions (both also as SSE streams), /v1/embeddings, /v1/models, /health.
-// Handlers validate and translate; generation goes through runner::Completion (the same engine
-// the gRPC Runner uses) and embeddings through runner::Embed.
+// /v1/chat/completions (both also as SSE streams), /v1/embeddings, /v1/models, /health, and the
+// Jina/Cohere/TEI-style /v1/rerank. Handlers validate and translate; generation goes through
+// runner::Completion (the same engine the gRPC Runner uses), embeddings through runner::Embed
+// and reranking through runner::Classify (as Runner.Classify).
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@ class OpenAiApi {
   void Completions(const httplib::Request& req, httplib::Response& res) const;
   void ChatCompletions(const httplib::Request& req, httplib::Response& res) const;
   void Embeddings(const httplib::Request& req, httplib::Response& res) const;
+  void Rerank(const httplib::Request& req, httplib::Response& res) const;
   void Models(const httplib::Request& req, httplib::Response& res) const;
   void Health(const httplib::Request& req, httplib::Response& res) const;
 

@@ -425,6 +425,34 @@ absl::StatusOr<EmbeddingsRequest> ParseEmbeddingsRequest(const json& body) {
   return r;
 }
 
+absl::StatusOr<RerankRequest> ParseRerankRequest(const json& body) {
+  RerankRequest r;
+  if (absl::Status s = GetModel(body, &r.model); !s.ok()) return s;
+  std::optional<std::string> query;
+  if (absl::Status s = GetString(body, "query", &query); !s.ok()) return s;
+  if (!query || query->empty()) return BadParam("query", "'query' is required: the text to rank the documents for");
+  r.query = std::move(*query);
+  const json* docs = Field(body, "documents");
+  if (docs == nullptr || !docs->is_array() || docs->empty()) {
+    return BadParam("documents", "'documents' is required: a non-empty array of strings or {\"text\": ...} objects");
+  }
+  if (docs->size() > kMaxPrompts) {
+    return BadParam("documents", absl::StrCat("at most ", kMaxPrompts, " documents per request"));
+  }
+  for (const json& d : *docs) {
+    const json* text = d.is_object() ? Field(d, "text") : &d;
+    if (text == nullptr || !text->is_string()) {
+      return BadParam("documents", absl::StrCat("each document must be a string or {\"text\": string}, got ", d.dump()));
+    }
+    r.documents.push_back(text->get<std::string>());
+  }
+  std::optional<int64_t> top_n;
+  if (absl::Status s = GetInt(body, "top_n", 1, std::numeric_limits<int32_t>::max(), &top_n); !s.ok()) return s;
+  if (top_n) r.top_n = static_cast<int>(*top_n);
+  if (absl::Status s = GetBool(body, "return_documents", &r.return_documents); !s.ok()) return s;
+  return r;
+}
+
 json Usage(int64_t prompt_tokens, int64_t completion_tokens) {
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},

@@ -73,11 +73,22 @@ struct EmbeddingsRequest {
   bool normalize = true;         // extension: L2-normalize (OpenAI's embeddings have length 1)
 };
 
+// POST /v1/rerank, the shape Jina, Cohere and TEI use: score every document against the query
+// with a cross-encoder.
+struct RerankRequest {
+  std::string model;
+  std::string query;
+  std::vector<std::string> documents;  // strings or {"text": ...} objects
+  std::optional<int> top_n;            // default: every document
+  bool return_documents = true;        // Jina's default
+};
+
 // The body must be a JSON object.
 absl::StatusOr<json> ParseBody(const std::string& body);
 absl::StatusOr<CompletionsRequest> ParseCompletionsRequest(const json& body);
 absl::StatusOr<ChatRequest> ParseChatRequest(const json& body);
 absl::StatusOr<EmbeddingsRequest> ParseEmbeddingsRequest(const json& body);
+absl::StatusOr<RerankRequest> ParseRerankRequest(const json& body);
 
 // Response pieces.
 json Usage(int64_t prompt_tokens, int64_t completion_tokens);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
 
@@ -37,6 +38,23 @@ std::vector<int32_t> EosIds(const fs::path& dir, const tokenizer::Tokenizer* tok
   return ids;
 }
 
+// "id (qpc …, 1.2 GB), …" for capacity errors.
+std::string Describe(const std::map<std::string, std::shared_ptr<LoadedModel>>& models) {
+  std::string out;
+  for (const auto& [id, m] : models) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", id, " (", absl::StrFormat("%.2f", m->weight_bytes / 1e9), " GB)");
+  }
+  return out.empty() ? "none" : out;
+}
+
+// A damaged artifact found at load: quarantined, and the error says how to rebuild it.
+absl::Status Damaged(artifacts::Store* store, const std::string& key, const absl::Status& why) {
+  (void)store->Quarantine(artifacts::Kind::kQpc, key, std::string(why.message()));
+  spdlog::error("qpc {} is damaged ({}); moved to quarantine", key, std::string(why.message()));
+  return absl::DataLossError(absl::StrCat(why.message(), "; qpc ", key,
+                                          " was moved to the cache's quarantine: compile the model again to rebuild it"));
+}
+
 }  // namespace
 
 ModelRegistry::ModelRegistry(artifacts::Store* store, RegistryOptions options) : store_(store), options_(options) {
@@ -65,7 +83,33 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
     }
   }
   QEFF_ASSIGN_OR_RETURN(fs::path dir, store_->Find(artifacts::Kind::kQpc, qpc_key));
+  QEFF_ASSIGN_OR_RETURN(artifacts::ArtifactUse in_use, store_->Use(artifacts::Kind::kQpc, qpc_key));
   QEFF_ASSIGN_OR_RETURN(nlohmann::json manifest, store_->ReadManifest(artifacts::Kind::kQpc, qpc_key));
+  // Capacity, before anything is read: a qpc already loaded under another id adds no weights.
+  std::error_code size_ec;
+  const uint64_t weight_bytes = fs::file_size(dir / "weights.bin", size_ec);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (options_.max_loaded_models > 0 && static_cast<int>(models_.size()) >= options_.max_loaded_models) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          models_.size(), " models are loaded (", Describe(models_), "), the most this runner allows "
+          "(--max-loaded-models); unload one first"));
+    }
+    uint64_t loaded_bytes = 0;
+    bool shared = false;
+    std::map<std::string, uint64_t> by_qpc;
+    for (const auto& [id, m] : models_) {
+      by_qpc[m->qpc_key] = m->weight_bytes;
+      shared |= m->qpc_key == qpc_key;
+    }
+    for (const auto& [key, bytes] : by_qpc) loaded_bytes += bytes;
+    if (options_.max_weight_bytes > 0 && !shared && loaded_bytes + weight_bytes > options_.max_weight_bytes) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "qpc %s needs %.2f GB of weights and %.2f GB are loaded (%s); this runner holds at most %.2f GB "
+          "(--max-weight-gb): unload a model first",
+          qpc_key, weight_bytes / 1e9, loaded_bytes / 1e9, Describe(models_), options_.max_weight_bytes / 1e9));
+    }
+  }
   const std::string target = manifest.value("options", nlohmann::json::object()).value("target", std::string("cpu"));
   if (target != "cpu") {
     return absl::FailedPreconditionError(absl::StrCat("qpc ", qpc_key, " was compiled for target '", target,
@@ -76,9 +120,20 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   model->qpc_key = qpc_key;
   model->architecture = manifest.value("architecture", "");
   model->dir = dir;
+  model->weight_bytes = weight_bytes;
+  model->in_use = std::move(in_use);
   std::shared_ptr<const device::Program> program = programs_[qpc_key].lock();
   if (!program) {
-    QEFF_ASSIGN_OR_RETURN(program, device::Program::Load(dir));
+    // Files against the manifest (hashed once per file identity), then the program's own checks.
+    if (absl::Status v = store_->Verify(artifacts::Kind::kQpc, qpc_key); !v.ok()) {
+      return v.code() == absl::StatusCode::kDataLoss ? Damaged(store_, qpc_key, v) : v;
+    }
+    auto loaded = device::Program::Load(dir);
+    if (!loaded.ok()) {
+      return loaded.status().code() == absl::StatusCode::kDataLoss ? Damaged(store_, qpc_key, loaded.status())
+                                                                    : loaded.status();
+    }
+    program = *std::move(loaded);
     programs_[qpc_key] = program;
   }
   QEFF_ASSIGN_OR_RETURN(model->session, device::Session::Create(program, 0));
@@ -86,8 +141,16 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Load(const std::stri
   if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec)) {
     QEFF_ASSIGN_OR_RETURN(model->tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
   }
-  model->eos_token_ids = EosIds(dir, model->tokenizer.get(), model->session->vocab_size());
-  if (model->session->vocab_size() > 0) {
+  if (IsEncoder(*model->session)) {
+    // Encoders (a classifier's logits output is not a vocabulary): no scheduler, no EOS.
+    auto config = util::ReadFile(dir / "config.json", 16 << 20);
+    model->encoder = DescribeEncoder(
+        *model->session, config.ok() ? nlohmann::json::parse(*config, nullptr, /*allow_exceptions=*/false)
+                                     : nlohmann::json());
+  } else {
+    model->eos_token_ids = EosIds(dir, model->tokenizer.get(), model->session->vocab_size());
+  }
+  if (!IsEncoder(*model->session) && model->session->vocab_size() > 0) {
     SchedulerOptions so;
     so.max_queued_requests = options_.max_queued_requests;
     so.max_active_slots = options_.max_active_slots;

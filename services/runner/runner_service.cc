@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/server.h"
+#include "common/tokenizer/unicode.h"
+#include "services/runner/classifier.h"
 #include "services/runner/completion.h"
 #include "services/runner/embedder.h"
 #include "services/runner/metrics.h"
@@ -26,7 +28,7 @@ void Describe(const LoadedModel& m, qeff::v1::ModelInfo* info) {
     prefill = std::max(prefill, s.seq_len);
   }
   info->set_prefill_seq_len(prefill);
-  info->set_vocab_size(m.session->vocab_size());
+  if (m.scheduler) info->set_vocab_size(m.session->vocab_size());  // a classifier's logits are labels
   info->set_full_batch_size(m.session->full_batch_size());
   if (m.scheduler) {
     const Scheduler::Load load = m.scheduler->load();
@@ -35,6 +37,12 @@ void Describe(const LoadedModel& m, qeff::v1::ModelInfo* info) {
     info->set_queued_requests(load.queued);
     info->set_max_queued_requests(load.max_queued);
   }
+}
+
+// Client text (proto bytes fields) must be UTF-8: INVALID_ARGUMENT naming the field otherwise.
+grpc::Status CheckUtf8(const std::string& text, const char* field) {
+  if (tokenizer::unicode::IsValidUtf8(text)) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat(field, " is not valid UTF-8; send UTF-8 text"));
 }
 
 // The call's deadline on the scheduler's clock (none when the client set none).
@@ -50,6 +58,28 @@ grpc::Status NeedTokenizer(const LoadedModel& m) {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                       absl::StrCat("model '", m.model_id,
                                    "' has no tokenizer files; pass token ids instead of text"));
+}
+
+constexpr int kMaxSequences = 4096;  // inputs of one Embed / Classify call
+
+// A request's token ids (and token types) as the encoder takes them.
+absl::StatusOr<runner::EncoderInput> EncoderIds(const qeff::v1::TokenIds& in) {
+  runner::EncoderInput e;
+  for (int64_t id : in.ids()) {
+    if (id < 0 || id > INT32_MAX) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is out of range"));
+    e.ids.push_back(static_cast<int32_t>(id));
+  }
+  for (int64_t t : in.token_type_ids()) {
+    if (t < 0 || t > INT32_MAX) return absl::InvalidArgumentError(absl::StrCat("token type ", t, " is out of range"));
+    e.token_type_ids.push_back(static_cast<int32_t>(t));
+  }
+  return e;
+}
+
+// Encoders only: what to call instead on a causal LM.
+grpc::Status NeedEncoder(const LoadedModel& m) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("model '", m.model_id, "' is a causal LM; use Generate (qeffctl generate)"));
 }
 
 }  // namespace
@@ -80,7 +110,9 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   LoadedModel& m = **model;
   if (!m.scheduler) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("model '", m.model_id, "' is an encoder; use Embed (qeffctl embed)"));
+                        absl::StrCat("model '", m.model_id,
+                                     "' is an encoder; use Embed (qeffctl embed), or Classify (qeffctl classify) "
+                                     "for a classifier"));
   }
 
   GenerationRequest gen;
@@ -99,6 +131,7 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
     if (req->prompt().size() > kMaxPromptBytes) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the prompt is larger than 4 MiB");
     }
+    if (grpc::Status u = CheckUtf8(req->prompt(), "prompt"); !u.ok()) return u;
     auto enc = m.tokenizer->Encode(req->prompt(), /*add_special_tokens=*/true);
     if (!enc.ok()) return rpc::ToGrpc(enc.status());
     gen.prompt = enc->ids;
@@ -116,6 +149,16 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
     gen.stop_token_ids.push_back(static_cast<int32_t>(id));
   }
   if (req->min_tokens() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "min_tokens must be >= 0");
+  if (req->max_new_tokens() > 0 && req->min_tokens() > req->max_new_tokens()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("min_tokens ", req->min_tokens(), " exceeds max_new_tokens ", req->max_new_tokens()));
+  }
+  for (const auto& stop : req->stop()) {
+    if (stop.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a stop string is empty; leave it out instead");
+    }
+    if (grpc::Status u = CheckUtf8(stop, "a stop string"); !u.ok()) return u;
+  }
   gen.min_tokens = req->min_tokens();
   if (req->has_top_logprobs()) {
     if (req->top_logprobs() < 0 || req->top_logprobs() > 20) {
@@ -251,43 +294,88 @@ grpc::Status RunnerService::Embed(grpc::ServerContext*, const qeff::v1::EmbedReq
   if (req->texts_size() + req->inputs_size() == 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to embed: pass texts or inputs");
   }
-  constexpr int kMaxSequences = 4096;
   if (req->texts_size() + req->inputs_size() > kMaxSequences) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " sequences per request"));
   }
-  std::vector<std::vector<int32_t>> inputs;
+  if (m.scheduler) return NeedEncoder(m);
+  std::vector<EncoderInput> inputs;
   for (const auto& text : req->texts()) {
     if (!m.tokenizer) return NeedTokenizer(m);
     if (text.size() > kMaxPromptBytes) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a text is larger than 4 MiB");
+    if (grpc::Status u = CheckUtf8(text, "a text"); !u.ok()) return u;
     auto enc = m.tokenizer->Encode(text, /*add_special_tokens=*/true);
     if (!enc.ok()) return rpc::ToGrpc(enc.status());
-    inputs.push_back(enc->ids);
+    inputs.push_back({enc->ids, {}});
   }
   for (const auto& in : req->inputs()) {
-    std::vector<int32_t> ids;
-    for (int64_t id : in.ids()) {
-      if (id < 0 || id > INT32_MAX) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("token id ", id, " is out of range"));
-      }
-      ids.push_back(static_cast<int32_t>(id));
-    }
-    inputs.push_back(std::move(ids));
+    auto e = EncoderIds(in);
+    if (!e.ok()) return rpc::ToGrpc(e.status());
+    inputs.push_back(std::move(*e));
   }
   EmbedOptions options;
   options.pooling = req->pooling();
   options.normalize = req->normalize();
-  if (m.scheduler) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("model '", m.model_id, "' is a causal LM; use Generate (qeffctl generate)"));
-  }
   std::lock_guard<std::mutex> run_lock(m.run_mu);
-  auto result = runner::Embed(*m.session, inputs, options);
+  auto result = runner::Embed(*m.session, m.encoder, inputs, options);
   if (!result.ok()) return rpc::ToGrpc(result.status());
   for (size_t i = 0; i < result->size(); ++i) {
     auto* e = resp->add_embeddings();
     e->mutable_values()->Add((*result)[i].begin(), (*result)[i].end());
-    e->set_num_tokens(static_cast<int32_t>(inputs[i].size()));
+    e->set_num_tokens(static_cast<int32_t>(inputs[i].ids.size()));
   }
+  resp->set_e2e_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return grpc::Status::OK;
+}
+
+grpc::Status RunnerService::Classify(grpc::ServerContext*, const qeff::v1::ClassifyRequest* req,
+                                     qeff::v1::ClassifyResponse* resp) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = registry_->Get(req->model_id());
+  if (!model.ok()) return rpc::ToGrpc(model.status());
+  LoadedModel& m = **model;
+  if (req->texts_size() > 0 && req->inputs_size() > 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either texts or inputs, not both");
+  }
+  if (req->texts_size() + req->inputs_size() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to classify: pass texts or inputs");
+  }
+  if (req->texts_size() + req->inputs_size() > kMaxSequences) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " inputs per request"));
+  }
+  if (m.scheduler) return NeedEncoder(m);
+  std::vector<ClassifyInput> raw;
+  for (const auto& t : req->texts()) {
+    if (t.text().size() + t.text_pair().size() > kMaxPromptBytes) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a text pair is larger than 4 MiB");
+    }
+    if (t.text().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a text pair has an empty text");
+    if (grpc::Status u = CheckUtf8(t.text(), "a text"); !u.ok()) return u;
+    if (grpc::Status u = CheckUtf8(t.text_pair(), "a text_pair"); !u.ok()) return u;
+    ClassifyInput c;
+    c.is_text = true;
+    c.text = t.text();
+    if (!t.text_pair().empty()) c.text_pair = t.text_pair();
+    raw.push_back(std::move(c));
+  }
+  for (const auto& in : req->inputs()) {
+    auto e = EncoderIds(in);
+    if (!e.ok()) return rpc::ToGrpc(e.status());
+    ClassifyInput c;
+    c.tokens = std::move(*e);
+    raw.push_back(std::move(c));
+  }
+  auto inputs = TokenizeInputs(m.tokenizer.get(), m.encoder, raw);
+  if (!inputs.ok()) return rpc::ToGrpc(inputs.status());
+  std::lock_guard<std::mutex> run_lock(m.run_mu);
+  auto result = runner::Classify(*m.session, m.encoder, *inputs);
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  for (size_t i = 0; i < result->size(); ++i) {
+    auto* c = resp->add_results();
+    c->mutable_logits()->Add((*result)[i].logits.begin(), (*result)[i].logits.end());
+    c->mutable_scores()->Add((*result)[i].scores.begin(), (*result)[i].scores.end());
+    c->set_num_tokens(static_cast<int32_t>((*inputs)[i].ids.size()));
+  }
+  for (const auto& label : m.encoder.labels) resp->add_labels(label);
   resp->set_e2e_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return grpc::Status::OK;
 }
@@ -300,6 +388,7 @@ grpc::Status RunnerService::Tokenize(grpc::ServerContext*, const qeff::v1::Token
   if (req->text().size() > kMaxPromptBytes) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the text is larger than 4 MiB");
   }
+  if (grpc::Status u = CheckUtf8(req->text(), "text"); !u.ok()) return u;
   auto enc = (*model)->tokenizer->Encode(req->text(), req->add_special_tokens());
   if (!enc.ok()) return rpc::ToGrpc(enc.status());
   for (int32_t id : enc->ids) resp->add_ids(id);

@@ -1,4 +1,5 @@
-// gRPC Runner service: model lifecycle, streamed generation, embeddings and tokenization.
+// gRPC Runner service: model lifecycle, streamed generation, embeddings, classification and
+// tokenization.
 #pragma once
 
 #include "qeff/v1/runner.grpc.pb.h"
@@ -16,6 +17,7 @@ class RunnerService final : public qeff::v1::Runner::Service {
   grpc::Status Generate(grpc::ServerContext*, const qeff::v1::GenerateRequest*,
                         grpc::ServerWriter<qeff::v1::GenerateEvent>*) override;
   grpc::Status Embed(grpc::ServerContext*, const qeff::v1::EmbedRequest*, qeff::v1::EmbedResponse*) override;
+  grpc::Status Classify(grpc::ServerContext*, const qeff::v1::ClassifyRequest*, qeff::v1::ClassifyResponse*) override;
   grpc::Status Tokenize(grpc::ServerContext*, const qeff::v1::TokenizeRequest*, qeff::v1::TokenizeResponse*) override;
   grpc::Status Detokenize(grpc::ServerContext*, const qeff::v1::DetokenizeRequest*,
                           qeff::v1::DetokenizeResponse*) override;

@@ -2,7 +2,8 @@
 // 127.0.0.1, driven by clients nobody here wrote: the official `openai` npm SDK
 // (tests/node/openai_*.js) and curl. Models come from --serve at start-up: the GPT-2 fixture
 // (continuous batching, ctx 64), a copy of it with a ChatML chat template, the BERT fixture, and
-// a slower random GPT-2 for the disconnect / queue-full / readiness checks.
+// a slower random GPT-2 for the disconnect / queue-full / readiness checks; /v1/rerank on the two
+// reranker fixtures (copies with a tokenizer over their made-up vocabularies) through curl.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,16 +11,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/fixture_tokenizer.h"
 #include "tests/integration/process.h"
 
 extern char** environ;
@@ -278,6 +282,127 @@ TEST_F(HttpTest, BadRequestsGetOpenAiErrorsAndTheServerKeepsServing) {
   HttpResult lax = Post(completions, R"({"model":"gpt2","prompt":"Hi","max_tokens":null,"temperature":0,"foo":1})");
   EXPECT_EQ(lax.status, 200) << lax.body;
   EXPECT_EQ(lax.json_body["usage"].value("completion_tokens", 0), 16);
+}
+
+// POST /v1/rerank (Jina / Cohere / TEI shape) on copies of the reranker fixtures with a
+// tokenizer whose words map to the fixtures' ids (tests/integration/fixture_tokenizer.h): each
+// fixture pair as (query, [document]) gives HF's sigmoid score; several documents come back
+// sorted by score, cut by top_n, with or without the documents; bad requests get 400 / 404 in
+// OpenAI's error shape naming the field. Shapes come from reference.json.
+TEST_F(HttpTest, RerankMatchesCrossEncoderScores) {
+  const std::vector<std::string> names = {"bert_cross_encoder", "xlm_roberta_reranker"};
+  std::vector<std::string> args = {"--cache-dir", (suite_dir_ / "cache").string(), "--http-listen", "127.0.0.1:0"};
+  std::map<std::string, json> refs;
+  size_t longest = 0;
+  for (const auto& name : names) {
+    const fs::path src = kSource / "tests/fixtures/hf" / name;
+    const fs::path dst = suite_dir_ / ("rerank-" + name);
+    fs::remove_all(dst);
+    fs::copy(src, dst, fs::copy_options::recursive);
+    std::ifstream ref_in(src / "reference.json"), config_in(src / "config.json");
+    refs[name] = json::parse(ref_in);
+    std::ofstream(dst / "tokenizer.json") << FixtureTokenizer(json::parse(config_in), refs[name]).dump();
+    // Room for any query with any document (and four special tokens).
+    size_t query = 0, doc = 0;
+    for (const auto& in : refs[name]["inputs"]) {
+      query = std::max(query, in["query_ids"].size());
+      doc = std::max(doc, in["document_ids"].size());
+    }
+    longest = std::max(longest, query + doc + 4);
+  }
+  for (const auto& name : names) {
+    args.insert(args.end(), {"--serve", (suite_dir_ / ("rerank-" + name)).string() + ",id=" + name +
+                                            ",prefill_seq_len=" + std::to_string(longest)});
+  }
+  // The plain fixture (no tokenizer) and an embedding model, for the errors.
+  args.insert(args.end(), {"--serve", (kSource / "tests/fixtures/hf/bert_cross_encoder").string() + ",id=no-tokenizer",
+                           "--serve", kBert.string() + ",id=bert"});
+  ASSERT_TRUE(server_.Start(Binary("qeffd"), args)) << "qeffd did not start";
+  ASSERT_EQ(server_.WaitHealthy().back(), 200);
+  const std::string url = server_.Url("/v1/rerank");
+  auto text = [](const json& ids) { return FixtureText(ids.get<std::vector<int64_t>>()); };
+
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const json& ref = refs[name];
+    const json& scores = ref["outputs"]["scores"]["values"];
+    for (size_t i = 0; i < ref["inputs"].size(); ++i) {
+      const json& in = ref["inputs"][i];
+      const json body = {{"model", name}, {"query", text(in["query_ids"])}, {"documents", {text(in["document_ids"])}}};
+      HttpResult h = Post(url, body.dump());
+      ASSERT_EQ(h.status, 200) << h.body;
+      EXPECT_EQ(h.json_body["model"], name);
+      ASSERT_EQ(h.json_body["results"].size(), 1u) << h.body;
+      const json& r = h.json_body["results"][0];
+      EXPECT_EQ(r["index"], 0);
+      EXPECT_NEAR(r["relevance_score"].get<double>(), scores[i][0].get<double>(), 1e-4) << "pair " << i;
+      EXPECT_EQ(r["document"]["text"], text(in["document_ids"]));
+      EXPECT_EQ(h.json_body["usage"]["total_tokens"], in["input_ids"].size());
+    }
+    // Every document for the first query: sorted by score, pair 0's score where document 0 lands.
+    json docs = json::array();
+    for (size_t i = 0; i < ref["inputs"].size(); ++i) {
+      const std::string d = text(ref["inputs"][i]["document_ids"]);
+      if (i % 2 == 0) docs.push_back(d);
+      else docs.push_back({{"text", d}});  // Cohere v1 / Jina objects
+    }
+    const std::string query = text(ref["inputs"][0]["query_ids"]);
+    HttpResult all = Post(url, json{{"model", name}, {"query", query}, {"documents", docs}}.dump());
+    ASSERT_EQ(all.status, 200) << all.body;
+    const json& results = all.json_body["results"];
+    ASSERT_EQ(results.size(), docs.size());
+    for (size_t k = 0; k < results.size(); ++k) {
+      if (k > 0) {
+        EXPECT_GE(results[k - 1]["relevance_score"].get<double>(), results[k]["relevance_score"].get<double>());
+      }
+      if (results[k]["index"] == 0) {
+        EXPECT_NEAR(results[k]["relevance_score"].get<double>(), scores[0][0].get<double>(), 1e-4);
+      }
+    }
+    HttpResult top = Post(url, json{{"model", name}, {"query", query}, {"documents", docs}, {"top_n", 1},
+                                    {"return_documents", false}}
+                                   .dump());
+    ASSERT_EQ(top.status, 200) << top.body;
+    ASSERT_EQ(top.json_body["results"].size(), 1u);
+    EXPECT_EQ(top.json_body["results"][0]["index"], results[0]["index"]);
+    EXPECT_FALSE(top.json_body["results"][0].contains("document"));
+  }
+
+  auto expect_error = [&](const HttpResult& h, int status, const std::string& param, const std::string& what) {
+    EXPECT_EQ(h.status, status) << what << ": " << h.body;
+    ASSERT_TRUE(h.json_body.is_object() && h.json_body["error"].is_object()) << what << ": " << h.body;
+    if (!param.empty()) {
+      EXPECT_EQ(h.json_body["error"].value("param", ""), param) << what << ": " << h.body;
+    }
+    EXPECT_GT(h.json_body["error"].value("message", "").size(), 10u) << what;
+  };
+  const std::string m = names[0];
+  expect_error(Post(url, json{{"model", m}, {"documents", {"t5"}}}.dump()), 400, "query", "no query");
+  expect_error(Post(url, json{{"model", m}, {"query", "t5"}}.dump()), 400, "documents", "no documents");
+  expect_error(Post(url, json{{"model", m}, {"query", "t5"}, {"documents", json::array()}}.dump()), 400, "documents",
+               "empty documents");
+  expect_error(Post(url, json{{"model", m}, {"query", "t5"}, {"documents", {5}}}.dump()), 400, "documents",
+               "a number as a document");
+  expect_error(Post(url, json{{"model", m}, {"query", "t5"}, {"documents", {"t6"}}, {"top_n", 0}}.dump()), 400, "top_n",
+               "top_n 0");
+  expect_error(Post(url, json{{"model", "nope"}, {"query", "t5"}, {"documents", {"t6"}}}.dump()), 404, "", "unknown model");
+  expect_error(Post(url, json{{"model", "bert"}, {"query", "t5"}, {"documents", {"t6"}}}.dump()), 400, "model",
+               "an embedding model");
+  HttpResult no_tok = Post(url, json{{"model", "no-tokenizer"}, {"query", "t5"}, {"documents", {"t6"}}}.dump());
+  expect_error(no_tok, 400, "model", "a model without a tokenizer");
+  EXPECT_NE(no_tok.body.find("tokenizer"), std::string::npos) << no_tok.body;
+  // A pair longer than the compiled seq_len: the numbers, and what to do.
+  HttpResult too_long = Post(url, json{{"model", m}, {"query", "t5"},
+                                       {"documents", {FixtureText(std::vector<int64_t>(longest, 6))}}}
+                                      .dump());
+  expect_error(too_long, 400, "documents", "a document longer than the compiled seq_len");
+  EXPECT_NE(too_long.body.find("seq_len is " + std::to_string(longest)), std::string::npos) << too_long.body;
+  // The cross-encoder is not an embedding model, and the no-route message lists /v1/rerank.
+  expect_error(Post(server_.Url("/v1/embeddings"), json{{"model", m}, {"input", "t5"}}.dump()), 400, "model",
+               "embeddings on a cross-encoder");
+  HttpResult no_route = Post(server_.Url("/v1/rerank/x"), "{}");
+  EXPECT_EQ(no_route.status, 404);
+  EXPECT_NE(no_route.body.find("/v1/rerank"), std::string::npos) << no_route.body;
 }
 
 TEST_F(HttpTest, CurlStreamsServerSentEvents) {

@@ -112,6 +112,9 @@ bool ServerProcess::Start(const std::string& binary, const std::string& cache_di
       continue;
     }
     const std::string prefix = "listening on ";
+    if (const size_t at = line.find(" " + prefix); at != std::string::npos && at > 0) {
+      named_[line.substr(0, at)] = line.substr(at + 1 + prefix.size());
+    }
     if (line.rfind(prefix, 0) == 0) {
       address_ = line.substr(prefix.size());
       ::close(out[0]);  // the server prints nothing else on stdout

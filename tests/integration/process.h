@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ class ServerProcess {
   // Returns false (with the reason in error()) if the server did not come up within 30 s.
   bool Start(const std::string& binary, const std::string& cache_dir, std::vector<std::string> extra = {});
   const std::string& address() const { return address_; }
+  // The address of another listener the server announced before its gRPC one, as
+  // "<name> listening on HOST:PORT" (e.g. "http"); empty if none.
+  std::string address(const std::string& name) const {
+    auto it = named_.find(name);
+    return it == named_.end() ? std::string() : it->second;
+  }
   pid_t pid() const { return pid_; }
   const std::string& error() const { return error_; }
   // Sends `sig` and waits; returns the exit status as from waitpid (or -1).
@@ -36,6 +43,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   std::string address_;
+  std::map<std::string, std::string> named_;
   std::string error_;
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/integration/process.h"
 
@@ -134,6 +135,46 @@ TEST_F(SecurityTest, HubCacheSnapshotsLinkIntoTheirBlobStore) {
   CommandResult bad = Export("org/tiny");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("PERMISSION_DENIED"), std::string::npos) << bad.err;
+}
+
+// A qpc damaged in the shared cache (a flipped byte in weights.bin, an edited program.pb) is
+// reported at Load with DATA_LOSS naming its key, moved to quarantine, and the next compile
+// builds it again; the server keeps serving.
+TEST_F(SecurityTest, DamagedQpcIsReportedQuarantinedAndRebuilt) {
+  ASSERT_TRUE(server_.Start(Binary("qeffd"), (dir_ / "cache").string())) << server_.error();
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {Binary("qeffctl"), args[0], "--server", server_.address(), "--json"});
+    args.erase(args.begin() + 5);
+    return RunCommand(args);
+  };
+  CommandResult exported = ctl({"export", "--model", kGpt2.string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const std::string export_key = nlohmann::json::parse(exported.out)["export_key"];
+  for (const char* victim : {"weights.bin", "program.pb"}) {
+    CommandResult compiled =
+        ctl({"compile", "--export-key", export_key, "--ctx-len", "64", "--prefill-seq-len", "8"});
+    ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+    const nlohmann::json c = nlohmann::json::parse(compiled.out);
+    const std::string qpc_key = c["qpc_key"];
+    EXPECT_FALSE(c.value("compile_cache_hit", true)) << victim << ": a quarantined qpc is built again";
+    const fs::path file = dir_ / "cache/qpcs" / qpc_key / victim;
+    {
+      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(fs::file_size(file) / 2));
+      f.put('\x5a');
+    }
+    CommandResult load = ctl({"load", "--qpc-key", qpc_key, "--model-id", std::string("m-") + victim});
+    EXPECT_NE(load.exit_code, 0) << victim;
+    EXPECT_NE(load.err.find("DATA_LOSS"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find(qpc_key), std::string::npos) << load.err;
+    EXPECT_FALSE(fs::exists(dir_ / "cache/qpcs" / qpc_key)) << "moved to quarantine";
+    EXPECT_FALSE(fs::is_empty(dir_ / "cache/quarantine"));
+  }
+  // Rebuilt and loadable.
+  CommandResult compiled = ctl({"compile", "--export-key", export_key, "--ctx-len", "64", "--prefill-seq-len", "8"});
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  CommandResult load = ctl({"load", "--qpc-key", nlohmann::json::parse(compiled.out)["qpc_key"], "--model-id", "ok"});
+  EXPECT_EQ(load.exit_code, 0) << load.err;
 }
 
 }  // namespace

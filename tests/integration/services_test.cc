@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "qeff/v1/runner.grpc.pb.h"
+#include "tests/integration/fixture_tokenizer.h"
 #include "tests/integration/hf_reference.h"
 #include "tests/integration/process.h"
 
@@ -315,6 +317,97 @@ TEST_F(ServicesTest, EmbedThroughQeffdMatchesSentenceTransformersPooling) {
                                   j["qpc_key"].get<std::string>(), "--input-ids", "2,5,3"});
   EXPECT_NE(gen.exit_code, 0);
   EXPECT_NE(gen.err.find("Embed"), std::string::npos) << gen.err;
+}
+
+// Cross-encoder rerankers through the real qeffd and `qeffctl classify --json`: every (query,
+// document) pair of the fixture as --input-ids with its --token-type-ids, on a compiled batch
+// smaller than the number of pairs (the runner splits it), against HF's logits and sigmoid
+// scores. Shapes (pairs, lengths, labels) come from reference.json.
+TEST_F(ServicesTest, ClassifyThroughQeffdMatchesCrossEncoderLogits) {
+  ServerProcess qeffd;
+  ASSERT_TRUE(qeffd.Start(Binary("qeffd"), cache_)) << qeffd.error();
+  for (const char* name : {"bert_cross_encoder", "xlm_roberta_reranker"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf" / name;
+    std::ifstream in(dir / "reference.json");
+    const json ref = json::parse(in);
+    size_t longest = 0;
+    for (const auto& input : ref["inputs"]) longest = std::max(longest, input["input_ids"].size());
+    const size_t pairs = ref["inputs"].size();
+    std::vector<std::string> argv = {Binary("qeffctl"), "classify", "--server", qeffd.address(), "--model",
+                                     dir.string(), "--seq-len", std::to_string(longest), "--batch-size",
+                                     std::to_string(std::max<size_t>(1, pairs - 1)), "--json"};
+    for (const auto& input : ref["inputs"]) {
+      argv.push_back("--input-ids");
+      argv.push_back(JoinIds(input["input_ids"].get<std::vector<int64_t>>()));
+      argv.push_back("--token-type-ids");
+      argv.push_back(JoinIds(input["token_type_ids"].get<std::vector<int64_t>>()));
+    }
+    const json j = RunJson(argv);
+    const json& want_logits = ref["outputs"]["logits"]["values"];
+    const json& want_scores = ref["outputs"]["scores"]["values"];
+    ASSERT_EQ(j["logits"].size(), pairs) << j.dump();
+    ASSERT_EQ(j["scores"].size(), pairs);
+    for (size_t i = 0; i < pairs; ++i) {
+      ASSERT_EQ(j["logits"][i].size(), want_logits[i].size());
+      for (size_t l = 0; l < want_logits[i].size(); ++l) {
+        EXPECT_NEAR(j["logits"][i][l].get<double>(), want_logits[i][l].get<double>(), 1e-4) << "pair " << i;
+        EXPECT_NEAR(j["scores"][i][l].get<double>(), want_scores[i][l].get<double>(), 1e-4) << "pair " << i;
+      }
+    }
+    ASSERT_EQ(j["labels"].size(), want_logits[0].size());
+    // A sequence longer than the compiled seq_len: INVALID_ARGUMENT naming both numbers.
+    std::vector<int64_t> too_long(longest + 1, ref["inputs"][0]["input_ids"][1].get<int64_t>());
+    CommandResult r = RunCommand({Binary("qeffctl"), "classify", "--server", qeffd.address(), "--model", dir.string(),
+                                  "--seq-len", std::to_string(longest), "--batch-size",
+                                  std::to_string(std::max<size_t>(1, pairs - 1)), "--input-ids", JoinIds(too_long)});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(std::to_string(longest + 1) + " tokens"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("seq_len is " + std::to_string(longest)), std::string::npos) << r.err;
+    // Text pairs need the model's tokenizer, which these fixtures do not have.
+    CommandResult t = RunCommand({Binary("qeffctl"), "classify", "--server", qeffd.address(), "--model", dir.string(),
+                                  "--seq-len", std::to_string(longest), "--batch-size",
+                                  std::to_string(std::max<size_t>(1, pairs - 1)), "--text", "a", "--text-pair", "b"});
+    EXPECT_NE(t.exit_code, 0);
+    EXPECT_NE(t.err.find("FAILED_PRECONDITION"), std::string::npos) << t.err;
+    // With a tokenizer (a copy of the fixture with one over its made-up vocabulary), the same
+    // pairs as --text / --text-pair: the runner tokenizes them with the pair template.
+    const fs::path with_tok = cache_ / "models" / name;
+    fs::create_directories(with_tok.parent_path());
+    fs::copy(dir, with_tok, fs::copy_options::recursive);
+    std::ifstream config_in(dir / "config.json");
+    std::ofstream(with_tok / "tokenizer.json") << FixtureTokenizer(json::parse(config_in), ref).dump();
+    argv = {Binary("qeffctl"), "classify", "--server", qeffd.address(), "--model", with_tok.string(),
+            "--seq-len", std::to_string(longest), "--json"};
+    for (const auto& input : ref["inputs"]) {
+      argv.insert(argv.end(), {"--text", FixtureText(input["query_ids"].get<std::vector<int64_t>>()), "--text-pair",
+                               FixtureText(input["document_ids"].get<std::vector<int64_t>>())});
+    }
+    const json tj = RunJson(argv);
+    ASSERT_EQ(tj["logits"].size(), pairs) << tj.dump();
+    for (size_t i = 0; i < pairs; ++i) {
+      EXPECT_NEAR(tj["logits"][i][0].get<double>(), want_logits[i][0].get<double>(), 1e-4) << "text pair " << i;
+    }
+  }
+  // Token types through embed: the bert fixture's all-zero types give the same embedding as none.
+  const fs::path bert = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/bert";
+  std::ifstream in(bert / "reference.json");
+  const json ref = json::parse(in);
+  const auto ids = ref["inputs"][0]["input_ids"].get<std::vector<int64_t>>();
+  std::vector<std::string> argv = {Binary("qeffctl"), "embed", "--server", qeffd.address(), "--model", bert.string(),
+                                   "--seq-len", std::to_string(ids.size()), "--json", "--input-ids", JoinIds(ids),
+                                   "--token-type-ids", JoinIds(std::vector<int64_t>(ids.size(), 0))};
+  const json e = RunJson(argv);
+  const auto want = ref["outputs"]["mean_pooled"]["first8_row0"].get<std::vector<double>>();
+  ASSERT_EQ(e["embeddings"].size(), 1u);
+  for (size_t d = 0; d < want.size(); ++d) EXPECT_NEAR(e["embeddings"][0][d].get<double>(), want[d], 1e-4) << d;
+  // A classifier refuses Embed, saying what to use.
+  argv = {Binary("qeffctl"), "embed", "--server", qeffd.address(), "--model",
+          (fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/bert_cross_encoder").string(), "--input-ids", JoinIds(ids)};
+  CommandResult bad = RunCommand(argv);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("Classify"), std::string::npos) << bad.err;
 }
 
 }  // namespace
