@@ -382,6 +382,13 @@ int Main(int argc, char** argv) {
   cache_cmd->add_option("--cache-dir", cache_dir, "default $QEFF_CACHE or ~/.cache/qeff");
   auto* cache_ls = cache_cmd->add_subcommand("ls", "list artifacts");
   auto* cache_gc = cache_cmd->add_subcommand("gc", "remove leftovers of interrupted builds");
+  auto* cache_verify = cache_cmd->add_subcommand(
+      "verify", "check every artifact (or KEY) against its manifest; damaged ones move to quarantine and are "
+                "rebuilt on the next request; exit 1 if any was damaged");
+  std::string cache_key;
+  cache_verify->add_option("KEY", cache_key, "one artifact key (export or qpc)");
+  auto* cache_rm = cache_cmd->add_subcommand("rm", "remove one artifact (refused while a process uses it)");
+  cache_rm->add_option("KEY", cache_key, "the artifact key (export or qpc)")->required();
 
   CLI11_PARSE(app, argc, argv);
   const bool quiet = c.json;
@@ -555,7 +562,37 @@ int Main(int argc, char** argv) {
     auto store = qeff::artifacts::Store::Open(cache_dir.empty() ? qeff::artifacts::DefaultCacheRoot()
                                                                  : std::filesystem::path(cache_dir));
     if (!store.ok()) return Fail(store.status());
-    if (*cache_gc) {
+    if (*cache_verify) {
+      out["artifacts"] = nlohmann::json::array();
+      int damaged = 0;
+      for (const auto& a : store->List()) {
+        if (!cache_key.empty() && a.key != cache_key) continue;
+        absl::Status v = store->Verify(a.kind, a.key);
+        nlohmann::json item = {{"kind", qeff::artifacts::KindName(a.kind)}, {"key", a.key}, {"ok", v.ok()}};
+        if (!v.ok()) {
+          ++damaged;
+          item["error"] = std::string(v.message());
+          if (v.code() == absl::StatusCode::kDataLoss) {
+            item["quarantined"] = store->Quarantine(a.kind, a.key, std::string(v.message())).ok();
+          }
+        }
+        if (!c.json) {
+          std::printf("%-6s %s %s\n", qeff::artifacts::KindName(a.kind), a.key.c_str(),
+                      v.ok() ? "ok" : ("DAMAGED (moved to quarantine): " + std::string(v.message())).c_str());
+        }
+        out["artifacts"].push_back(item);
+      }
+      out["damaged"] = damaged;
+      if (c.json) std::printf("%s\n", out.dump(2).c_str());
+      return damaged > 0 ? 1 : 0;
+    } else if (*cache_rm) {
+      absl::Status removed = absl::NotFoundError("no artifact with key " + cache_key + " in the cache");
+      for (auto kind : {qeff::artifacts::Kind::kExport, qeff::artifacts::Kind::kQpc}) {
+        if (store->Find(kind, cache_key).ok()) removed = store->Remove(kind, cache_key);
+      }
+      if (!removed.ok()) return Fail(removed);
+      out["removed"] = cache_key;
+    } else if (*cache_gc) {
       out["removed"] = store->CollectGarbage();
     } else if (*cache_ls) {
       out["artifacts"] = nlohmann::json::array();

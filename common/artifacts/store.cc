@@ -279,6 +279,11 @@ absl::StatusOr<PublishResult> Store::GetOrBuild(Kind kind, const std::string& ke
     return absl::InternalError(absl::StrCat("cannot publish ", KindName(kind), " ", key, ": ", why));
   }
   QEFF_RETURN_IF_ERROR(util::SyncDirectory(Dir(kind)));
+  if (max_bytes_ > 0) {
+    // Held in use while evicting, so the new artifact itself is never the one removed.
+    auto hold = Use(kind, key);
+    Evict(max_bytes_);
+  }
   return PublishResult{final_dir, false, manifest};
 }
 

@@ -78,6 +78,8 @@ class Store {
   static absl::StatusOr<Store> Open(const std::filesystem::path& root);
 
   const std::filesystem::path& root() const { return root_; }
+  // With a limit, every publish is followed by Evict(max_bytes) (0 = no limit).
+  void set_max_bytes(uint64_t max_bytes) { max_bytes_ = max_bytes; }
 
   // The directory of a published artifact, or NOT_FOUND.
   absl::StatusOr<std::filesystem::path> Find(Kind kind, const std::string& key) const;
@@ -117,6 +119,7 @@ class Store {
   std::filesystem::path Dir(Kind kind) const;
 
   std::filesystem::path root_;
+  uint64_t max_bytes_ = 0;
 };
 
 // Default cache root: $QEFF_CACHE, else $XDG_CACHE_HOME/qeff, else ~/.cache/qeff.

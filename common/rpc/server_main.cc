@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
 
@@ -58,10 +60,23 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
   app.add_option("--health-listen", health_listen,
                  "host:port of a plaintext listener serving only grpc.health.v1 (no TLS, no token) for probes; "
                  "port 0 = pick a free port, printed as 'health listening on HOST:PORT'");
-  int max_queued = 64, max_slots = 0;
+  int max_queued = 64, max_slots = 0, max_models = 64;
+  double max_weight_gb = 0, cache_max_gb = 0;
   std::string http_listen, metrics_listen;
   std::vector<std::string> serve;
+  app.add_option("--cache-max-gb", cache_max_gb,
+                 "evict least-recently-used artifacts not in use (by any process) once the cache holds more "
+                 "than this many GB after a build; 0 = no limit")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   if (runner) {
+    app.add_option("--max-loaded-models", max_models, "model ids loaded at once; more get RESOURCE_EXHAUSTED")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--max-weight-gb", max_weight_gb,
+                   "weights of the loaded qpcs, in GB (a qpc loaded under several ids counts once); more get "
+                   "RESOURCE_EXHAUSTED; default 0 = 80% of this machine's memory")
+        ->check(CLI::Range(0.0, 1e6));
     app.add_option("--max-queued-requests", max_queued,
                    "generation requests per model that may wait for a KV slot; more get RESOURCE_EXHAUSTED")
         ->check(CLI::Range(0, 100000))
@@ -165,8 +180,13 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
     RequestShutdown();
   };
   std::vector<std::shared_ptr<void>> owned;
+  store->set_max_bytes(static_cast<uint64_t>(cache_max_gb * 1e9));
+  if (max_weight_gb <= 0) {
+    max_weight_gb = 0.8 * static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / 1e9;
+  }
   ServerContextArgs args{&*store, threads, max_queued, max_slots, http_listen, metrics_listen, serve, *roots,
-                         &on_stop, fail, config.security, runner_ready};
+                         &on_stop, fail, config.security, runner_ready, max_models,
+                         static_cast<uint64_t>(max_weight_gb * 1e9)};
   auto services = make_services(args, owned);
   if (!services.ok()) {
     spdlog::error("{}", std::string(services.status().message()));

@@ -46,6 +46,10 @@ struct ServerContextArgs {
   // Runners with --serve: call once every --serve model is loaded. qeff.v1.Runner's health is
   // NOT_SERVING from start-up until then (on every health listener), SERVING after.
   std::function<void()> runner_ready;
+  // Runners: caps on loaded model ids and on the weight bytes of their qpcs (--max-loaded-models,
+  // --max-weight-gb).
+  int max_loaded_models = 64;
+  uint64_t max_weight_bytes = 0;
 };
 
 // Creates the services to serve; they must outlive the call (keep them in `owned`). An error

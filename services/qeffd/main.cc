@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
         auto exporter = std::make_shared<qeff::exporter::ExporterService>(args.store, args.model_roots);
         auto compiler = std::make_shared<qeff::compiler::CompilerService>(args.store);
         auto registry = std::make_shared<qeff::runner::ModelRegistry>(
-            args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots});
+            args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots,
+                                           args.max_loaded_models, args.max_weight_bytes});
         auto runner = std::make_shared<qeff::runner::RunnerService>(registry.get());
         owned.insert(owned.end(), {exporter, compiler, registry, runner});
         if (absl::Status s = qeff::http::AddFrontend(args, registry.get(), owned); !s.ok()) return s;

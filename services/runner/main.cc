@@ -10,7 +10,8 @@ int main(int argc, char** argv) {
       argc, argv, "qeff-runner",
       [](const auto& args, auto& owned) -> absl::StatusOr<std::vector<qeff::rpc::ServiceEntry>> {
         auto registry = std::make_shared<qeff::runner::ModelRegistry>(
-            args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots});
+            args.store, qeff::runner::RegistryOptions{args.threads, args.max_queued_requests, args.max_active_slots,
+                                           args.max_loaded_models, args.max_weight_bytes});
         auto svc = std::make_shared<qeff::runner::RunnerService>(registry.get());
         owned.push_back(registry);
         owned.push_back(svc);

@@ -177,5 +177,47 @@ TEST_F(SecurityTest, DamagedQpcIsReportedQuarantinedAndRebuilt) {
   EXPECT_EQ(load.exit_code, 0) << load.err;
 }
 
+// Operator tools and caps: `qeffctl cache verify` finds and quarantines a damaged artifact,
+// `cache rm` refuses a qpc a server has loaded and removes it once unloaded, and a runner with
+// --max-loaded-models 1 refuses a second model naming the loaded one.
+TEST_F(SecurityTest, CacheVerifyRmAndLoadCaps) {
+  ASSERT_TRUE(server_.Start(Binary("qeffd"), (dir_ / "cache").string(), {"--max-loaded-models", "1"}))
+      << server_.error();
+  const std::string cache = (dir_ / "cache").string();
+  CommandResult first = RunCommand({Binary("qeffctl"), "infer", "--server", server_.address(), "--model", kGpt2.string(),
+                                    "--input-ids", "15496,995", "--max-new-tokens", "2", "--ctx-len", "64",
+                                    "--prefill-seq-len", "8", "--json"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const nlohmann::json j = nlohmann::json::parse(first.out);
+  const std::string export_key = j["export_key"], qpc_key = j["qpc_key"];
+  CommandResult second = RunCommand({Binary("qeffctl"), "load", "--server", server_.address(), "--qpc-key", qpc_key,
+                                     "--model-id", "two"});
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find(qpc_key), std::string::npos) << "names what is loaded: " << second.err;
+
+  CommandResult ok = RunCommand({Binary("qeffctl"), "cache", "--cache-dir", cache, "verify"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  {
+    std::fstream f(dir_ / "cache/exports" / export_key / "model.onnx", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x01');
+  }
+  CommandResult bad = RunCommand({Binary("qeffctl"), "cache", "--cache-dir", cache, "verify", "--json"});
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
+  EXPECT_EQ(nlohmann::json::parse(bad.out)["damaged"], 1) << bad.out;
+  EXPECT_FALSE(fs::exists(dir_ / "cache/exports" / export_key));
+
+  CommandResult busy = RunCommand({Binary("qeffctl"), "cache", "--cache-dir", cache, "rm", qpc_key});
+  EXPECT_NE(busy.exit_code, 0);
+  EXPECT_NE(busy.err.find("in use"), std::string::npos) << busy.err;
+  CommandResult unload =
+      RunCommand({Binary("qeffctl"), "unload", "--server", server_.address(), "--model-id", qpc_key});
+  ASSERT_EQ(unload.exit_code, 0) << unload.err;
+  CommandResult rm = RunCommand({Binary("qeffctl"), "cache", "--cache-dir", cache, "rm", qpc_key});
+  EXPECT_EQ(rm.exit_code, 0) << rm.err;
+  EXPECT_FALSE(fs::exists(dir_ / "cache/qpcs" / qpc_key));
+}
+
 }  // namespace
 }  // namespace qeff::testing
