@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/util/status_macros.h"
-#include "device/cpu/kernels.h"
 
 namespace qeff::device {
 namespace fs = std::filesystem;
@@ -52,21 +51,19 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const P
   return s;
 }
 
+// Binds every op's operands to memory. The program was validated at load (shapes, storage
+// bounds, kernels and attributes), so this only allocates and resolves pointers.
 absl::Status Session::Prepare() {
   const qeff::v1::Program& program = program_->proto();
-  const uint8_t* weights = program_->weights();
-  const size_t weights_size = program_->weights_size();
-  for (const auto& st : program.states()) {
-    const size_t es = DTypeSize(st.dtype());
-    const int64_t n = NumElements({st.shape().begin(), st.shape().end()});
-    if (es == 0 || n <= 0 || n > (int64_t{1} << 40)) return absl::DataLossError("program: bad retained-state buffer");
-    state_bytes_.push_back(static_cast<size_t>(n) * es);
-    states_.push_back(AlignedAlloc(state_bytes_.back()));
+  // A zero-byte weights.bin still gives present (non-null) pointers.
+  static const uint8_t kNoWeights[64] = {};
+  const uint8_t* weights = program_->weights() != nullptr ? program_->weights() : kNoWeights;
+  for (size_t bytes : program_->state_bytes()) {
+    state_bytes_.push_back(bytes);
+    states_.push_back(AlignedAlloc(bytes));
     if (!states_.back()) return absl::ResourceExhaustedError("cannot allocate the retained-state (KV cache) buffers");
   }
-  for (const auto& sp : program.specializations()) {
-    arena_bytes_ = std::max(arena_bytes_, static_cast<size_t>(std::max<int64_t>(0, sp.arena_bytes())));
-  }
+  arena_bytes_ = program_->arena_bytes();
   arena_ = AlignedAlloc(arena_bytes_);
   if (!arena_) return absl::ResourceExhaustedError("cannot allocate the activation arena");
 
@@ -77,61 +74,27 @@ absl::Status Session::Prepare() {
       TensorRef r;
       r.dtype = t.dtype();
       r.shape.assign(t.shape().begin(), t.shape().end());
-      const uint64_t need = r.bytes();
-      if (DTypeSize(r.dtype) == 0 || need != static_cast<uint64_t>(t.bytes()) || t.offset() < 0) {
-        return absl::DataLossError(absl::StrCat("program: tensor ", t.name(), " has an inconsistent size"));
-      }
-      const uint64_t off = static_cast<uint64_t>(t.offset());
+      const size_t off = static_cast<size_t>(t.offset());
       switch (t.storage()) {
-        case qeff::v1::ARENA:
-          if (off + need > arena_bytes_) return absl::DataLossError(absl::StrCat("program: tensor ", t.name(), " outside the arena"));
-          r.data = arena_ + off;
-          break;
-        case qeff::v1::WEIGHT:
-          if (off + need > weights_size) return absl::DataLossError(absl::StrCat("program: weight ", t.name(), " outside weights.bin"));
-          // Weights are read-only; kernels never write their inputs.
-          r.data = const_cast<uint8_t*>(weights + off);
-          break;
-        case qeff::v1::STATE:
-          if (off >= states_.size() || state_bytes_[off] != need) {
-            return absl::DataLossError(absl::StrCat("program: state tensor ", t.name(), " does not match its buffer"));
-          }
-          r.data = states_[off];
-          break;
-        default:
-          return absl::DataLossError("program: unknown tensor storage");
+        case qeff::v1::ARENA: r.data = arena_ + off; break;
+        // Weights are read-only; no op writes them (checked at load).
+        case qeff::v1::WEIGHT: r.data = const_cast<uint8_t*>(weights + off); break;
+        default: r.data = states_[off]; break;
       }
       p.tensors.push_back(std::move(r));
     }
-    const int nt = static_cast<int>(p.tensors.size());
-    for (const auto& op : sp.ops()) {
-      if (!HasKernel(op.type())) return absl::FailedPreconditionError(absl::StrCat("this runtime has no kernel for op ", op.type()));
-      std::vector<TensorRef> ins, outs;
-      for (int i : op.inputs()) {
-        if (i >= nt) return absl::DataLossError("program: op input index out of range");
-        ins.push_back(i < 0 ? TensorRef{} : p.tensors[i]);
-      }
-      for (int i : op.outputs()) {
-        if (i < 0 || i >= nt) return absl::DataLossError("program: op output index out of range");
-        outs.push_back(p.tensors[i]);
-      }
-      p.op_inputs.push_back(std::move(ins));
-      p.op_outputs.push_back(std::move(outs));
-    }
-    for (const auto& b : sp.inputs()) {
-      if (b.tensor() < 0 || b.tensor() >= nt) return absl::DataLossError("program: input binding out of range");
-    }
-    for (const auto& b : sp.outputs()) {
-      if (b.tensor() < 0 || b.tensor() >= nt) return absl::DataLossError("program: output binding out of range");
+    const std::vector<BoundOp>& ops = program_->ops(si);
+    for (int j = 0; j < sp.ops_size(); ++j) {
+      const auto& op = sp.ops(j);
+      Step step;
+      step.kernel = ops[j].def->kernel;
+      step.attrs = ops[j].attrs.get();
+      for (int i : op.inputs()) step.in.push_back(i < 0 ? TensorRef{} : p.tensors[i]);
+      for (int i : op.outputs()) step.out.push_back(p.tensors[i]);
+      p.steps.push_back(std::move(step));
     }
     prepared_.push_back(std::move(p));
-  }
-  const int fbs = program_->full_batch_size();
-  for (const auto& st : program.states()) {
-    if (fbs > 0 && (st.shape().empty() || st.shape(0) != fbs)) {
-      return absl::DataLossError(absl::StrCat("program: retained state ", st.name(), " does not have ", fbs,
-                                              " rows (full_batch_size)"));
-    }
+    profile_op_ms_.emplace_back(sp.ops_size(), 0.0);
   }
   return absl::OkStatus();
 }
@@ -178,12 +141,16 @@ absl::Status Session::Run(int spec, const NamedInputs& inputs) {
   }
   last_spec_ = -1;
   ThreadPool::LimitScope limit(threads_);
-  for (int i = 0; i < sp.ops_size(); ++i) {
-    const auto t0 = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    absl::Status st = RunKernel(sp.ops(i), p.op_inputs[i], p.op_outputs[i], pool_);
+  const int n = static_cast<int>(p.steps.size());
+  for (int i = 0; i < n; ++i) {
+    const Step& step = p.steps[i];
+    absl::Status st;
     if (profile_) {
-      profile_ms_[sp.ops(i).type()] +=
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const auto t0 = std::chrono::steady_clock::now();
+      st = step.kernel(step.attrs, step.in, step.out, pool_);
+      profile_op_ms_[spec][i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    } else {
+      st = step.kernel(step.attrs, step.in, step.out, pool_);
     }
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrCat("op ", i, " (", sp.ops(i).type(), "): ", st.message()));
@@ -206,6 +173,13 @@ absl::StatusOr<HostTensor> Session::Output(const std::string& name) const {
 }
 
 std::string Session::TakeProfile() {
+  for (size_t si = 0; si < profile_op_ms_.size(); ++si) {
+    const auto& sp = program_->proto().specializations(static_cast<int>(si));
+    for (size_t i = 0; i < profile_op_ms_[si].size(); ++i) {
+      if (profile_op_ms_[si][i] > 0) profile_ms_[sp.ops(static_cast<int>(i)).type()] += profile_op_ms_[si][i];
+      profile_op_ms_[si][i] = 0;
+    }
+  }
   std::vector<std::pair<double, std::string>> rows;
   double total = 0;
   for (const auto& [type, ms] : profile_ms_) {

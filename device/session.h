@@ -54,9 +54,15 @@ class Session {
   absl::StatusOr<HostTensor> State(const std::string& name) const;
 
  private:
+  // One op of a specialization, ready to run: its kernel, parsed attributes and operands.
+  struct Step {
+    KernelFn kernel = nullptr;
+    const void* attrs = nullptr;
+    std::vector<TensorRef> in, out;
+  };
   struct Prepared {
     std::vector<TensorRef> tensors;  // resolved pointers for every tensor of the specialization
-    std::vector<std::vector<TensorRef>> op_inputs, op_outputs;
+    std::vector<Step> steps;
   };
 
   Session() = default;
@@ -73,6 +79,7 @@ class Session {
   int last_spec_ = -1;
   bool profile_ = false;
   std::map<std::string, double> profile_ms_;
+  std::vector<std::vector<double>> profile_op_ms_;  // per specialization, per op
 };
 
 }  // namespace qeff::device

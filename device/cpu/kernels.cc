@@ -1,6 +1,7 @@
 #include "device/cpu/kernels.h"
 
 #include "absl/strings/str_cat.h"
+#include "device/cpu/op_registry.h"
 
 namespace qeff::device {
 
@@ -52,19 +53,24 @@ Shape Strides(const Shape& shape) {
   return s;
 }
 
-bool HasKernel(const std::string& type) {
-  return IsElementwise(type) || IsLinalg(type) || IsTensorOp(type) || IsNnOp(type) || IsAttentionOp(type);
-}
+bool HasKernel(const std::string& type) { return FindOp(type) != nullptr; }
 
 absl::Status RunKernel(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                        const std::vector<TensorRef>& out, ThreadPool* pool) {
-  const std::string& t = op.type();
-  if (IsElementwise(t)) return RunElementwise(op, in, out, pool);
-  if (IsLinalg(t)) return RunLinalg(op, in, out, pool);
-  if (IsTensorOp(t)) return RunTensorOp(op, in, out, pool);
-  if (IsNnOp(t)) return RunNnOp(op, in, out, pool);
-  if (IsAttentionOp(t)) return RunAttention(op, in, out, pool);
-  return absl::UnimplementedError(absl::StrCat("no cpu kernel for op '", t, "'"));
+  auto bound = BindOp(op);
+  if (!bound.ok()) {
+    if (bound.status().code() == absl::StatusCode::kUnimplemented) return bound.status();
+    return absl::Status(bound.status().code(), absl::StrCat(op.type(), ": ", bound.status().message()));
+  }
+  absl::Status st = bound->Check(in, out);
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat(op.type(), ": ", st.message()));
+  return bound->Run(in, out, pool);
+}
+
+absl::Status RunSparseMoE(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
+                          const std::vector<TensorRef>& out, ThreadPool* pool) {
+  if (op.type() != "SparseMoE") return absl::InvalidArgumentError("RunSparseMoE needs a SparseMoE op");
+  return RunKernel(op, in, out, pool);
 }
 
 }  // namespace qeff::device

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/op_registry.h"
 #include "device/cpu/vector_math.h"
 
 #if defined(__x86_64__)
@@ -23,9 +24,8 @@
 namespace qeff::device {
 namespace {
 
-using qeff::v1::Op;
-
 constexpr int kMaxScoreOps = 16;
+constexpr int64_t kMaxGroups = 64;
 
 std::atomic<bool> force_portable{false};
 
@@ -259,25 +259,88 @@ void RunTask(const Job& job, int64_t task, Scratch& scratch) {
   Accumulate(sc, stride, G, vbase, keys, n, D, out);
 }
 
-absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                             ThreadPool* pool) {
-  if (in.size() != 5 || out.size() != 1) {
-    return absl::InvalidArgumentError("CachedAttention needs q, k_cache, v_cache, mask, batch_index (or -1)");
+struct AttentionAttrs {
+  int64_t groups = 1;
+  std::array<ScoreStep, kMaxScoreOps> steps{};
+  int num_steps = 0;
+};
+
+absl::Status ParseAttention(AttrReader& r, AttentionAttrs* a) {
+  a->groups = r.Int("groups", 1);
+  if (a->groups < 1 || a->groups > kMaxGroups) {
+    return RuleError(absl::StrCat("groups ", a->groups, " not in [1, ", kMaxGroups, "]"));
   }
+  const std::vector<int64_t> ops = r.Ints("score_ops");
+  const std::vector<int64_t> args = r.Ints("score_args");
+  if (ops.size() > static_cast<size_t>(kMaxScoreOps) || args.size() != ops.size()) {
+    return RuleError("score_ops and score_args differ in length (or exceed 16)");
+  }
+  a->num_steps = static_cast<int>(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const int64_t code = ops[i];
+    if (code != static_cast<int64_t>(ScoreOp::kDiv) && code != static_cast<int64_t>(ScoreOp::kMul) &&
+        code != static_cast<int64_t>(ScoreOp::kTanh)) {
+      return RuleError(absl::StrCat("unknown score op ", code));
+    }
+    if (args[i] < 0 || args[i] > 0xffffffffll) return RuleError(absl::StrCat("score_args[", i, "] is not float bits"));
+    const float c = ScoreArgFloat(args[i]);
+    // A constant that could turn every score into inf or NaN is no attention scaling.
+    if (code != static_cast<int64_t>(ScoreOp::kTanh) && !(std::fabs(c) >= 1e-6f && std::fabs(c) <= 1e6f)) {
+      return RuleError(absl::StrCat("score op ", i, " constant ", c, " outside 1e-6 <= |c| <= 1e6"));
+    }
+    a->steps[i] = {static_cast<ScoreOp>(code), code == static_cast<int64_t>(ScoreOp::kTanh) ? 0.0f : c};
+  }
+  if (r.Has("mask_value")) {
+    const float m = r.Float("mask_value", 0.0f);
+    if (!(m <= -1e9f)) return RuleError(absl::StrCat("mask_value ", m, " is not <= -1e9"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AttentionRule(const AttentionAttrs& a, const Tensors& in, const Tensors& out) {
+  const TensorRef& q = in[0];
+  const TensorRef& k = in[1];
+  const TensorRef& v = in[2];
+  const TensorRef& mask = in[3];
+  const TensorRef& o = out[0];
+  if (q.dtype != qeff::v1::F32 || k.dtype != qeff::v1::F32 || v.dtype != qeff::v1::F32 ||
+      mask.dtype != qeff::v1::BOOL || q.shape.size() != 4 || k.shape.size() != 4 || k.shape != v.shape ||
+      mask.shape.size() != 4 || o.shape != q.shape || o.dtype != qeff::v1::F32) {
+    return RuleError(absl::StrCat(
+        "expects float q [B,Hq,S,D], k/v caches [Bc,Hkv,C,D], bool mask [B|1,1,S|1,C], output like q; got q ",
+        ShapeString(q.shape), ", k ", ShapeString(k.shape), ", v ", ShapeString(v.shape), ", mask ",
+        ShapeString(mask.shape), ", output ", ShapeString(o.shape)));
+  }
+  const int64_t B = q.shape[0], Hq = q.shape[1], S = q.shape[2], D = q.shape[3];
+  const int64_t Bc = k.shape[0], Hkv = k.shape[1], C = k.shape[2];
+  if (Hkv * a.groups != Hq || k.shape[3] != D) {
+    return RuleError(absl::StrCat(Hq, " query heads do not fit ", Hkv, " kv heads x groups ", a.groups,
+                                  " with head_dim ", D));
+  }
+  if ((mask.shape[0] != 1 && mask.shape[0] != B) || mask.shape[1] != 1 || (mask.shape[2] != 1 && mask.shape[2] != S) ||
+      mask.shape[3] != C) {
+    return RuleError(absl::StrCat("mask ", ShapeString(mask.shape), " does not broadcast to [", B, ",1,", S, ",", C, "]"));
+  }
+  if (C > (int64_t{1} << 30)) return RuleError("ctx_len above 2^30");
+  const TensorRef& bidx = in[4];
+  if (Present(bidx)) {
+    if (auto st = ExpectDType(bidx, "batch_index", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
+    if (bidx.shape.empty() || bidx.shape[0] != B || bidx.numel() != B) {
+      return RuleError(absl::StrCat("batch_index must be [", B, ",1], got ", ShapeString(bidx.shape)));
+    }
+  } else if (Bc != B) {
+    return RuleError(absl::StrCat("cache has ", Bc, " rows for batch ", B, " and no batch_index picks them"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool* pool) {
   const TensorRef& q = in[0];
   const TensorRef& k = in[1];
   const TensorRef& v = in[2];
   const TensorRef& mask = in[3];
   const TensorRef* bidx = in[4].data ? &in[4] : nullptr;
   const TensorRef& o = out[0];
-  if (q.dtype != qeff::v1::F32 || k.dtype != qeff::v1::F32 || v.dtype != qeff::v1::F32 ||
-      mask.dtype != qeff::v1::BOOL || q.shape.size() != 4 || k.shape.size() != 4 || k.shape != v.shape ||
-      mask.shape.size() != 4 || o.shape != q.shape) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CachedAttention expects float q [B,Hq,S,D], k/v caches [Bc,Hkv,C,D], bool mask [B|1,1,S|1,C]; got q ",
-        ShapeString(q.shape), ", k ", ShapeString(k.shape), ", v ", ShapeString(v.shape), ", mask ",
-        ShapeString(mask.shape)));
-  }
   Job job;
   const int64_t B = q.shape[0];
   job.Hq = q.shape[1];
@@ -285,30 +348,8 @@ absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, con
   job.D = q.shape[3];
   job.Hkv = k.shape[1];
   job.C = k.shape[2];
-  job.G = AttrInt(op, "groups", 1);
+  job.G = attrs.groups;
   const int64_t Bc = k.shape[0];
-  if (job.G < 1 || job.G > 64 || job.Hkv * job.G != job.Hq || k.shape[3] != job.D) {
-    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: ", job.Hq, " query heads do not fit ", job.Hkv,
-                                                   " kv heads x groups ", job.G, " (at most 64) with head_dim ", job.D));
-  }
-  if ((mask.shape[0] != 1 && mask.shape[0] != B) || mask.shape[1] != 1 ||
-      (mask.shape[2] != 1 && mask.shape[2] != job.S) || mask.shape[3] != job.C) {
-    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: mask ", ShapeString(mask.shape),
-                                                   " does not broadcast to [", B, ",1,", job.S, ",", job.C, "]"));
-  }
-  if (job.C > (int64_t{1} << 30)) return absl::InvalidArgumentError("CachedAttention: ctx_len above 2^30");
-  if (bidx != nullptr) {
-    if (bidx->dtype != qeff::v1::I64 && bidx->dtype != qeff::v1::I32) {
-      return absl::InvalidArgumentError("CachedAttention: batch_index must be int64");
-    }
-    if (bidx->shape.empty() || bidx->shape[0] != B || bidx->numel() != B) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CachedAttention: batch_index must be [", B, ",1], got ", ShapeString(bidx->shape)));
-    }
-  } else if (Bc != B) {
-    return absl::InvalidArgumentError(absl::StrCat("CachedAttention: cache has ", Bc, " rows for batch ", B,
-                                                   " and no batch_index picks them"));
-  }
   job.q = q.as<float>();
   job.k = k.as<float>();
   job.v = v.as<float>();
@@ -324,22 +365,8 @@ absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, con
                                                      " is not a KV slot in [0, ", Bc, ")"));
     }
   }
-  const auto* ops = FindAttr(op, "score_ops");
-  const auto* args = FindAttr(op, "score_args");
-  const int num_steps = ops ? ops->ints_size() : 0;
-  if (num_steps > kMaxScoreOps || (args ? args->ints_size() : 0) != num_steps) {
-    return absl::InvalidArgumentError("CachedAttention: score_ops and score_args differ in length (or exceed 16)");
-  }
-  job.num_steps = num_steps;
-  for (int i = 0; i < num_steps; ++i) {
-    const int64_t code = ops->ints(i);
-    if (code != static_cast<int64_t>(ScoreOp::kDiv) && code != static_cast<int64_t>(ScoreOp::kMul) &&
-        code != static_cast<int64_t>(ScoreOp::kTanh)) {
-      return absl::InvalidArgumentError(absl::StrCat("CachedAttention: unknown score op ", code));
-    }
-    job.steps[i].op = static_cast<ScoreOp>(code);
-    job.steps[i].c = ScoreArgFloat(args->ints(i));
-  }
+  job.num_steps = attrs.num_steps;
+  job.steps = attrs.steps;
 
   const int64_t tasks = B * job.Hkv * job.S;
   const Job* jp = &job;
@@ -376,11 +403,8 @@ absl::Status CachedAttention(const Op& op, const std::vector<TensorRef>& in, con
 
 void SetCachedAttentionPortableForTesting(bool portable) { force_portable.store(portable); }
 
-bool IsAttentionOp(const std::string& type) { return type == "CachedAttention"; }
-
-absl::Status RunAttention(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                          ThreadPool* pool) {
-  return CachedAttention(op, in, out, pool);
+void RegisterAttentionOps(OpRegistry& r) {
+  r.Add(MakeOp<AttentionAttrs, ParseAttention, AttentionRule, CachedAttention>("CachedAttention", {5, 5}, {1, 1}));
 }
 
 }  // namespace qeff::device

@@ -2,21 +2,49 @@
 // unary math, Cast.
 #include <cmath>
 #include <cstring>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/op_registry.h"
 #include "device/cpu/vector_math.h"
 
 namespace qeff::device {
 namespace {
 
-using qeff::v1::Op;
+// Broadcast loops keep per-dimension state in fixed arrays: outputs have rank <= kMaxRank.
+constexpr size_t kMaxRank = 8;
 
-const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Greater", "Less",
-                                       "Equal", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Mod"};
-const std::set<std::string> kUnary = {"Sqrt", "Tanh", "Erf", "Exp", "Neg", "Sigmoid", "Sin", "Cos", "Relu",
-                                      "Abs", "Log", "Reciprocal", "Not", "Cast", "Softplus"};
+enum class BinaryKind {
+  kAdd, kSub, kMul, kDiv, kMod, kPow, kMax, kMin,
+  kGreater, kLess, kGreaterOrEqual, kLessOrEqual, kEqual, kAnd, kOr,
+};
+struct BinaryOp {
+  const char* name;
+  BinaryKind kind;
+  bool compare;  // output bool
+};
+constexpr BinaryOp kBinaryOps[] = {
+    {"Add", BinaryKind::kAdd, false},        {"Sub", BinaryKind::kSub, false},
+    {"Mul", BinaryKind::kMul, false},        {"Div", BinaryKind::kDiv, false},
+    {"Mod", BinaryKind::kMod, false},        {"Pow", BinaryKind::kPow, false},
+    {"Max", BinaryKind::kMax, false},        {"Min", BinaryKind::kMin, false},
+    {"Greater", BinaryKind::kGreater, true}, {"Less", BinaryKind::kLess, true},
+    {"GreaterOrEqual", BinaryKind::kGreaterOrEqual, true},
+    {"LessOrEqual", BinaryKind::kLessOrEqual, true},
+    {"Equal", BinaryKind::kEqual, true},     {"And", BinaryKind::kAnd, true},
+    {"Or", BinaryKind::kOr, true},
+};
+
+enum class UnaryKind {
+  kSqrt, kTanh, kErf, kExp, kNeg, kSigmoid, kSin, kCos, kRelu, kAbs, kLog, kReciprocal, kSoftplus,
+};
+constexpr std::pair<const char*, UnaryKind> kUnaryOps[] = {
+    {"Sqrt", UnaryKind::kSqrt}, {"Tanh", UnaryKind::kTanh},       {"Erf", UnaryKind::kErf},
+    {"Exp", UnaryKind::kExp},   {"Neg", UnaryKind::kNeg},         {"Sigmoid", UnaryKind::kSigmoid},
+    {"Sin", UnaryKind::kSin},   {"Cos", UnaryKind::kCos},         {"Relu", UnaryKind::kRelu},
+    {"Abs", UnaryKind::kAbs},   {"Log", UnaryKind::kLog},         {"Reciprocal", UnaryKind::kReciprocal},
+    {"Softplus", UnaryKind::kSoftplus},
+};
 
 // Input strides broadcast to the output's rank (0 on broadcast dimensions).
 Shape BroadcastStrides(const Shape& in, const Shape& out) {
@@ -85,41 +113,44 @@ void Binary(const TensorRef& a, const TensorRef& b, const TensorRef& o, Fn fn) {
 }
 
 template <typename T>
-absl::Status BinaryTyped(const std::string& t, const TensorRef& a, const TensorRef& b, const TensorRef& o) {
-  if (t == "Add") Binary<T, T>(a, b, o, [](T x, T y) { return x + y; });
-  else if (t == "Sub") Binary<T, T>(a, b, o, [](T x, T y) { return x - y; });
-  else if (t == "Mul") Binary<T, T>(a, b, o, [](T x, T y) { return x * y; });
-  else if (t == "Div") {
-    if constexpr (std::is_integral_v<T>) {
-      Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
-    } else {
-      Binary<T, T>(a, b, o, [](T x, T y) { return x / y; });
-    }
-  } else if (t == "Mod") {
-    if constexpr (std::is_integral_v<T>) {
-      Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(((x % y) + y) % y); });
-    } else {
-      Binary<T, T>(a, b, o, [](T x, T y) { return std::fmod(x, y); });
-    }
-  } else if (t == "Pow") {
-    Binary<T, T>(a, b, o, [](T x, T y) {
-      if constexpr (std::is_floating_point_v<T>) {
-        if (y == T(3)) return x * x * x;
-        if (y == T(2)) return x * x;
+void BinaryTyped(BinaryKind k, const TensorRef& a, const TensorRef& b, const TensorRef& o) {
+  switch (k) {
+    case BinaryKind::kAdd: Binary<T, T>(a, b, o, [](T x, T y) { return x + y; }); break;
+    case BinaryKind::kSub: Binary<T, T>(a, b, o, [](T x, T y) { return x - y; }); break;
+    case BinaryKind::kMul: Binary<T, T>(a, b, o, [](T x, T y) { return x * y; }); break;
+    case BinaryKind::kDiv:
+      if constexpr (std::is_integral_v<T>) {
+        Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
+      } else {
+        Binary<T, T>(a, b, o, [](T x, T y) { return x / y; });
       }
-      return static_cast<T>(std::pow(x, y));
-    });
-  } else if (t == "Max") Binary<T, T>(a, b, o, [](T x, T y) { return x > y ? x : y; });
-  else if (t == "Min") Binary<T, T>(a, b, o, [](T x, T y) { return x < y ? x : y; });
-  else if (t == "Greater") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x > y; });
-  else if (t == "Less") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x < y; });
-  else if (t == "GreaterOrEqual") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x >= y; });
-  else if (t == "LessOrEqual") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x <= y; });
-  else if (t == "Equal") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x == y; });
-  else if (t == "And") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x && y; });
-  else if (t == "Or") Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x || y; });
-  else return absl::UnimplementedError(absl::StrCat("binary op ", t));
-  return absl::OkStatus();
+      break;
+    case BinaryKind::kMod:
+      if constexpr (std::is_integral_v<T>) {
+        Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(((x % y) + y) % y); });
+      } else {
+        Binary<T, T>(a, b, o, [](T x, T y) { return std::fmod(x, y); });
+      }
+      break;
+    case BinaryKind::kPow:
+      Binary<T, T>(a, b, o, [](T x, T y) {
+        if constexpr (std::is_floating_point_v<T>) {
+          if (y == T(3)) return x * x * x;
+          if (y == T(2)) return x * x;
+        }
+        return static_cast<T>(std::pow(x, y));
+      });
+      break;
+    case BinaryKind::kMax: Binary<T, T>(a, b, o, [](T x, T y) { return x > y ? x : y; }); break;
+    case BinaryKind::kMin: Binary<T, T>(a, b, o, [](T x, T y) { return x < y ? x : y; }); break;
+    case BinaryKind::kGreater: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x > y; }); break;
+    case BinaryKind::kLess: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x < y; }); break;
+    case BinaryKind::kGreaterOrEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x >= y; }); break;
+    case BinaryKind::kLessOrEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x <= y; }); break;
+    case BinaryKind::kEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x == y; }); break;
+    case BinaryKind::kAnd: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x && y; }); break;
+    case BinaryKind::kOr: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x || y; }); break;
+  }
 }
 
 template <typename T>
@@ -138,20 +169,22 @@ void WhereTyped(const TensorRef& c, const TensorRef& a, const TensorRef& b, cons
 
 using UnaryFn = float (*)(float);
 
-UnaryFn UnaryFor(const std::string& t) {
-  if (t == "Sqrt") return [](float x) { return std::sqrt(x); };
-  if (t == "Tanh") return [](float x) { return std::tanh(x); };
-  if (t == "Erf") return [](float x) { return std::erf(x); };
-  if (t == "Exp") return [](float x) { return std::exp(x); };
-  if (t == "Neg") return [](float x) { return -x; };
-  if (t == "Sigmoid") return [](float x) { return 1.0f / (1.0f + std::exp(-x)); };
-  if (t == "Sin") return [](float x) { return std::sin(x); };
-  if (t == "Cos") return [](float x) { return std::cos(x); };
-  if (t == "Relu") return [](float x) { return x > 0 ? x : 0.0f; };
-  if (t == "Abs") return [](float x) { return std::fabs(x); };
-  if (t == "Log") return [](float x) { return std::log(x); };
-  if (t == "Reciprocal") return [](float x) { return 1.0f / x; };
-  if (t == "Softplus") return [](float x) { return std::log1p(std::exp(x)); };
+UnaryFn UnaryFor(UnaryKind k) {
+  switch (k) {
+    case UnaryKind::kSqrt: return [](float x) { return std::sqrt(x); };
+    case UnaryKind::kTanh: return [](float x) { return std::tanh(x); };
+    case UnaryKind::kErf: return [](float x) { return std::erf(x); };
+    case UnaryKind::kExp: return [](float x) { return std::exp(x); };
+    case UnaryKind::kNeg: return [](float x) { return -x; };
+    case UnaryKind::kSigmoid: return [](float x) { return 1.0f / (1.0f + std::exp(-x)); };
+    case UnaryKind::kSin: return [](float x) { return std::sin(x); };
+    case UnaryKind::kCos: return [](float x) { return std::cos(x); };
+    case UnaryKind::kRelu: return [](float x) { return x > 0 ? x : 0.0f; };
+    case UnaryKind::kAbs: return [](float x) { return std::fabs(x); };
+    case UnaryKind::kLog: return [](float x) { return std::log(x); };
+    case UnaryKind::kReciprocal: return [](float x) { return 1.0f / x; };
+    case UnaryKind::kSoftplus: return [](float x) { return std::log1p(std::exp(x)); };
+  }
   return nullptr;
 }
 
@@ -190,69 +223,106 @@ void Store(const TensorRef& t, int64_t i, double v) {
   }
 }
 
-}  // namespace
+// ---- Binary: Add Sub Mul Div Mod Pow Max Min (same type out), comparisons And Or (bool out) ----
 
-bool IsElementwise(const std::string& type) {
-  return kBinary.count(type) > 0 || kUnary.count(type) > 0 || type == "Where";
+struct BinaryAttrs {
+  BinaryKind kind = BinaryKind::kAdd;
+  bool compare = false;
+};
+
+absl::Status ParseBinary(AttrReader& r, BinaryAttrs* a) {
+  a->kind = kBinaryOps[r.variant()].kind;
+  a->compare = kBinaryOps[r.variant()].compare;
+  return absl::OkStatus();
 }
 
-absl::Status RunElementwise(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                            ThreadPool* pool) {
-  const std::string& t = op.type();
-  if (out.size() != 1) return absl::InvalidArgumentError(absl::StrCat(t, " needs one output"));
+absl::Status CheckBroadcastOutput(std::initializer_list<const Shape*> ins, const TensorRef& o) {
+  auto want = BroadcastShapes(ins);
+  if (!want.ok()) return want.status();
+  if (o.shape.size() > kMaxRank) return RuleError(absl::StrCat("output rank ", o.shape.size(), " above ", kMaxRank));
+  return ExpectShape(o, "output", *want);
+}
+
+absl::Status BinaryRule(const BinaryAttrs& a, const Tensors& in, const Tensors& out) {
+  const auto types = {qeff::v1::F32, qeff::v1::I64, qeff::v1::I32, qeff::v1::BOOL};
+  if (auto st = ExpectDType(in[0], "input 0", types); !st.ok()) return st;
+  if (auto st = ExpectDType(in[1], "input 1", {in[0].dtype}); !st.ok()) return st;
+  if (auto st = ExpectDType(out[0], "output", {a.compare ? qeff::v1::BOOL : in[0].dtype}); !st.ok()) return st;
+  return CheckBroadcastOutput({&in[0].shape, &in[1].shape}, out[0]);
+}
+
+absl::Status BinaryKernel(const BinaryAttrs& a, const Tensors& in, const Tensors& out, ThreadPool*) {
+  switch (in[0].dtype) {
+    case qeff::v1::F32: BinaryTyped<float>(a.kind, in[0], in[1], out[0]); break;
+    case qeff::v1::I64: BinaryTyped<int64_t>(a.kind, in[0], in[1], out[0]); break;
+    case qeff::v1::I32: BinaryTyped<int32_t>(a.kind, in[0], in[1], out[0]); break;
+    default: BinaryTyped<uint8_t>(a.kind, in[0], in[1], out[0]); break;
+  }
+  return absl::OkStatus();
+}
+
+// ---- Where(cond, a, b) ----------------------------------------------------------------------------
+
+absl::Status WhereRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  if (auto st = ExpectDType(in[0], "condition", {qeff::v1::BOOL}); !st.ok()) return st;
+  const auto types = {qeff::v1::F32, qeff::v1::I64, qeff::v1::I32, qeff::v1::BOOL};
+  if (auto st = ExpectDType(out[0], "output", types); !st.ok()) return st;
+  if (auto st = ExpectDType(in[1], "input 1", {out[0].dtype}); !st.ok()) return st;
+  if (auto st = ExpectDType(in[2], "input 2", {out[0].dtype}); !st.ok()) return st;
+  return CheckBroadcastOutput({&in[0].shape, &in[1].shape, &in[2].shape}, out[0]);
+}
+
+absl::Status WhereKernel(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
   const TensorRef& o = out[0];
-  if (t == "Where") {
-    if (in.size() != 3) return absl::InvalidArgumentError("Where needs 3 inputs");
-    switch (o.dtype) {
-      case qeff::v1::F32: WhereTyped<float>(in[0], in[1], in[2], o); break;
-      case qeff::v1::I64: WhereTyped<int64_t>(in[0], in[1], in[2], o); break;
-      case qeff::v1::I32: WhereTyped<int32_t>(in[0], in[1], in[2], o); break;
-      case qeff::v1::BOOL: WhereTyped<uint8_t>(in[0], in[1], in[2], o); break;
-      default: return absl::UnimplementedError(absl::StrCat("Where on ", DTypeName(o.dtype)));
-    }
-    return absl::OkStatus();
+  switch (o.dtype) {
+    case qeff::v1::F32: WhereTyped<float>(in[0], in[1], in[2], o); break;
+    case qeff::v1::I64: WhereTyped<int64_t>(in[0], in[1], in[2], o); break;
+    case qeff::v1::I32: WhereTyped<int32_t>(in[0], in[1], in[2], o); break;
+    default: WhereTyped<uint8_t>(in[0], in[1], in[2], o); break;
   }
-  if (kBinary.count(t)) {
-    if (in.size() != 2) return absl::InvalidArgumentError(absl::StrCat(t, " needs 2 inputs"));
-    switch (in[0].dtype) {
-      case qeff::v1::F32: return BinaryTyped<float>(t, in[0], in[1], o);
-      case qeff::v1::I64: return BinaryTyped<int64_t>(t, in[0], in[1], o);
-      case qeff::v1::I32: return BinaryTyped<int32_t>(t, in[0], in[1], o);
-      case qeff::v1::BOOL: return BinaryTyped<uint8_t>(t, in[0], in[1], o);
-      default: return absl::UnimplementedError(absl::StrCat(t, " on ", DTypeName(in[0].dtype)));
-    }
-  }
-  if (in.size() != 1) return absl::InvalidArgumentError(absl::StrCat(t, " needs 1 input"));
+  return absl::OkStatus();
+}
+
+// ---- Unary float math (Neg and Abs also on int64) ----------------------------------------------------
+
+struct UnaryAttrs {
+  UnaryKind kind = UnaryKind::kSqrt;
+  UnaryFn fn = nullptr;
+};
+
+absl::Status ParseUnary(AttrReader& r, UnaryAttrs* a) {
+  a->kind = kUnaryOps[r.variant()].second;
+  a->fn = UnaryFor(a->kind);
+  return absl::OkStatus();
+}
+
+absl::Status UnaryRule(const UnaryAttrs& a, const Tensors& in, const Tensors& out) {
+  const bool int_ok = a.kind == UnaryKind::kNeg || a.kind == UnaryKind::kAbs;
+  absl::Status st = int_ok ? ExpectDType(in[0], "input", {qeff::v1::F32, qeff::v1::I64})
+                           : ExpectDType(in[0], "input", {qeff::v1::F32});
+  if (!st.ok()) return st;
+  return ExpectLike(out[0], "output", in[0].dtype, in[0].shape);
+}
+
+absl::Status UnaryKernel(const UnaryAttrs& a, const Tensors& in, const Tensors& out, ThreadPool* pool) {
   const TensorRef& x = in[0];
+  const TensorRef& o = out[0];
   const int64_t n = x.numel();
-  if (t == "Cast") {
-    if (x.dtype == o.dtype) {
-      if (x.bytes() > 0) std::memcpy(o.data, x.data, x.bytes());
-    } else {
-      for (int64_t i = 0; i < n; ++i) Store(o, i, Load(x, i));
-    }
-    return absl::OkStatus();
-  }
-  if (t == "Not") {
-    for (int64_t i = 0; i < n; ++i) o.as<uint8_t>()[i] = !x.as<uint8_t>()[i];
-    return absl::OkStatus();
-  }
-  if (x.dtype == qeff::v1::I64 && (t == "Neg" || t == "Abs")) {
+  if (x.dtype == qeff::v1::I64) {
     for (int64_t i = 0; i < n; ++i) {
       int64_t v = x.as<int64_t>()[i];
-      o.as<int64_t>()[i] = t == "Neg" ? -v : (v < 0 ? -v : v);
+      o.as<int64_t>()[i] = a.kind == UnaryKind::kNeg ? -v : (v < 0 ? -v : v);
     }
     return absl::OkStatus();
   }
-  if (x.dtype != qeff::v1::F32) return absl::UnimplementedError(absl::StrCat(t, " on ", DTypeName(x.dtype)));
   const float* px = x.as<float>();
   float* po = o.as<float>();
-  const UnaryFn fn = UnaryFor(t);
-  if (fn == nullptr) return absl::UnimplementedError(absl::StrCat("unary op ", t));
+  const UnaryFn fn = a.fn;
+  const UnaryKind kind = a.kind;
   auto body = [&](int64_t b, int64_t e) {
-    if (t == "Tanh") TanhArray(px + b, po + b, e - b);
-    else if (t == "Exp") ExpArray(px + b, po + b, e - b);
-    else if (t == "Sigmoid") SigmoidArray(px + b, po + b, e - b);
+    if (kind == UnaryKind::kTanh) TanhArray(px + b, po + b, e - b);
+    else if (kind == UnaryKind::kExp) ExpArray(px + b, po + b, e - b);
+    else if (kind == UnaryKind::kSigmoid) SigmoidArray(px + b, po + b, e - b);
     else for (int64_t i = b; i < e; ++i) po[i] = fn(px[i]);
   };
   if (pool != nullptr && n >= 1 << 15) {
@@ -261,6 +331,51 @@ absl::Status RunElementwise(const Op& op, const std::vector<TensorRef>& in, cons
     body(0, n);
   }
   return absl::OkStatus();
+}
+
+// ---- Not (bool), Cast (any type to any type, same shape) -----------------------------------------------
+
+absl::Status NotRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  if (auto st = ExpectDType(in[0], "input", {qeff::v1::BOOL}); !st.ok()) return st;
+  return ExpectLike(out[0], "output", qeff::v1::BOOL, in[0].shape);
+}
+
+absl::Status NotKernel(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const int64_t n = in[0].numel();
+  for (int64_t i = 0; i < n; ++i) out[0].as<uint8_t>()[i] = !in[0].as<uint8_t>()[i];
+  return absl::OkStatus();
+}
+
+absl::Status CastRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  if (!Present(in[0]) || DTypeSize(in[0].dtype) == 0) return RuleError("input has no type");
+  if (DTypeSize(out[0].dtype) == 0) return RuleError("output has no type");
+  return ExpectShape(out[0], "output", in[0].shape);
+}
+
+absl::Status CastKernel(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const TensorRef& x = in[0];
+  const TensorRef& o = out[0];
+  if (x.dtype == o.dtype) {
+    if (x.bytes() > 0) std::memcpy(o.data, x.data, x.bytes());
+  } else {
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) Store(o, i, Load(x, i));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterElementwiseOps(OpRegistry& r) {
+  for (int i = 0; i < static_cast<int>(std::size(kBinaryOps)); ++i) {
+    r.Add(MakeOp<BinaryAttrs, ParseBinary, BinaryRule, BinaryKernel>(kBinaryOps[i].name, {2, 2}, {1, 1}, i));
+  }
+  for (int i = 0; i < static_cast<int>(std::size(kUnaryOps)); ++i) {
+    r.Add(MakeOp<UnaryAttrs, ParseUnary, UnaryRule, UnaryKernel>(kUnaryOps[i].first, {1, 1}, {1, 1}, i));
+  }
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, WhereRule, WhereKernel>("Where", {3, 3}, {1, 1}));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, NotRule, NotKernel>("Not", {1, 1}, {1, 1}));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, CastRule, CastKernel>("Cast", {1, 1}, {1, 1}));
 }
 
 }  // namespace qeff::device

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
 #include "device/cpu/vector_math.h"
 
 #if defined(__x86_64__)
@@ -17,8 +18,6 @@
 
 namespace qeff::device {
 namespace {
-
-using qeff::v1::Op;
 
 inline float Bf16ToF32(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -135,26 +134,43 @@ void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* b
 
 }  // namespace
 
-absl::Status RunLinear(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                       ThreadPool* pool) {
-  if (in.size() < 2 || out.size() != 1) return absl::InvalidArgumentError("Linear needs x, w[, bias, scale] and one output");
+constexpr int64_t kMaxBlasDim = 0x7fffffff;  // cblas takes int dimensions
+
+absl::Status LinearRule(const LinearAttrs&, const Tensors& in, const Tensors& out) {
+  const TensorRef& x = in[0];
+  const TensorRef& w = in[1];
+  if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
+  if (auto st = ExpectDType(w, "w", {qeff::v1::F32, qeff::v1::BF16, qeff::v1::I8}); !st.ok()) return st;
+  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() != w.shape[1] || w.shape[1] < 1 ||
+      w.shape[0] > kMaxBlasDim || w.shape[1] > kMaxBlasDim || x.numel() / w.shape[1] > kMaxBlasDim) {
+    return RuleError(absl::StrCat("x ", ShapeString(x.shape), " does not fit w ", ShapeString(w.shape), " [N, K >= 1]"));
+  }
+  const int64_t N = w.shape[0];
+  if (in.size() > 2 && Present(in[2])) {
+    if (auto st = ExpectLike(in[2], "bias", qeff::v1::F32, {N}); !st.ok()) return st;
+  }
+  const bool scaled = in.size() > 3 && Present(in[3]);
+  if ((w.dtype == qeff::v1::I8) != scaled) return RuleError("int8 weights need a scale input (and only they take one)");
+  if (scaled) {
+    if (auto st = ExpectLike(in[3], "scale", qeff::v1::F32, {N}); !st.ok()) return st;
+  }
+  Shape y(x.shape.begin(), x.shape.end() - 1);
+  y.push_back(N);
+  return ExpectLike(out[0], "output", qeff::v1::F32, y);
+}
+
+absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool* pool) {
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   const float* bias = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
   const float* scale = in.size() > 3 && in[3].data ? in[3].as<float>() : nullptr;
-  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() != w.shape[1]) {
-    return absl::InvalidArgumentError(absl::StrCat("Linear: x ", ShapeString(x.shape), " vs w ", ShapeString(w.shape)));
-  }
-  if ((w.dtype == qeff::v1::I8) != (scale != nullptr)) {
-    return absl::InvalidArgumentError("Linear: int8 weights need a scale input (and only they take one)");
-  }
   const int64_t K = w.shape[1], N = w.shape[0];
   const int64_t M = x.numel() / K;
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
   // attr rowwise: decode steps stay on the row-by-row kernel at any batch, so a row's result
   // never depends on the batch it runs in.
-  if (M > 8 && AttrInt(op, "rowwise", 0) == 0) {
+  if (M > 8 && !attrs.rowwise) {
     // Prefill is compute-bound: sgemm on fp32 weights; bf16/int8 weights are widened to fp32 a
     // block of rows at a time (in parallel) first. The scratch block is reused across calls.
     const float* wf = w.dtype == qeff::v1::F32 ? w.as<float>() : nullptr;
@@ -212,20 +228,46 @@ namespace {
 
 // MatMul: numpy semantics for rank >= 2 (the compiler reshapes 1-D operands); attr trans_b
 // means b holds [..., N, K].
-absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out) {
-  if (in.size() != 2 || out.size() != 1) return absl::InvalidArgumentError("MatMul needs 2 inputs");
+struct MatMulAttrs {
+  bool trans_b = false;
+};
+
+absl::Status ParseMatMul(AttrReader& r, MatMulAttrs* a) {
+  const int64_t t = r.Int("trans_b", 0);
+  if (t != 0 && t != 1) return RuleError(absl::StrCat("trans_b ", t, " is not 0 or 1"));
+  a->trans_b = t != 0;
+  return absl::OkStatus();
+}
+
+absl::Status MatMulRule(const MatMulAttrs& attrs, const Tensors& in, const Tensors& out) {
+  const TensorRef& a = in[0];
+  const TensorRef& b = in[1];
+  if (auto st = ExpectDType(a, "a", {qeff::v1::F32}); !st.ok()) return st;
+  if (auto st = ExpectDType(b, "b", {qeff::v1::F32}); !st.ok()) return st;
+  if (a.shape.size() < 2 || b.shape.size() < 2) return RuleError("operands must have rank >= 2");
+  const int64_t M = a.shape[a.shape.size() - 2], K = a.shape.back();
+  const int64_t N = attrs.trans_b ? b.shape[b.shape.size() - 2] : b.shape.back();
+  const int64_t Kb = attrs.trans_b ? b.shape.back() : b.shape[b.shape.size() - 2];
+  if (K != Kb) {
+    return RuleError(absl::StrCat("inner dimensions of ", ShapeString(a.shape), " and ", ShapeString(b.shape),
+                                  attrs.trans_b ? " (b transposed)" : "", " differ"));
+  }
+  if (M > kMaxBlasDim || N > kMaxBlasDim || K > kMaxBlasDim) return RuleError("dimensions above 2^31");
+  const Shape ba(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+  auto batch = BroadcastShapes({&ba, &bb});
+  if (!batch.ok()) return batch.status();
+  batch->push_back(M);
+  batch->push_back(N);
+  return ExpectLike(out[0], "output", qeff::v1::F32, *batch);
+}
+
+absl::Status MatMulKernel(const MatMulAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool*) {
   const TensorRef& a = in[0];
   const TensorRef& b = in[1];
   const TensorRef& o = out[0];
-  if (a.dtype != qeff::v1::F32 || b.dtype != qeff::v1::F32) return absl::UnimplementedError("MatMul on non-float32");
-  if (a.shape.size() < 2 || b.shape.size() < 2 || o.shape.size() < 2) {
-    return absl::InvalidArgumentError("MatMul kernel expects rank >= 2 operands");
-  }
-  const bool trans_b = AttrInt(op, "trans_b", 0) != 0;
+  const bool trans_b = attrs.trans_b;
   const int64_t M = a.shape[a.shape.size() - 2], K = a.shape.back();
   const int64_t N = trans_b ? b.shape[b.shape.size() - 2] : b.shape.back();
-  const int64_t Kb = trans_b ? b.shape.back() : b.shape[b.shape.size() - 2];
-  if (K != Kb) return absl::InvalidArgumentError("MatMul inner dimensions differ");
   // Batch dims broadcast to the output's.
   const Shape ob(o.shape.begin(), o.shape.end() - 2);
   auto batch_strides = [&](const Shape& s) {
@@ -275,13 +317,16 @@ absl::Status RunMatMul(const Op& op, const std::vector<TensorRef>& in, const std
 
 }  // namespace
 
-bool IsLinalg(const std::string& type) { return type == "MatMul" || type == "Linear" || type == "SparseMoE"; }
+absl::Status ParseLinear(AttrReader& r, LinearAttrs* a) {
+  const int64_t rowwise = r.Int("rowwise", 0);
+  if (rowwise != 0 && rowwise != 1) return RuleError(absl::StrCat("rowwise ", rowwise, " is not 0 or 1"));
+  a->rowwise = rowwise != 0;
+  return absl::OkStatus();
+}
 
-absl::Status RunLinalg(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                       ThreadPool* pool) {
-  if (op.type() == "Linear") return RunLinear(op, in, out, pool);
-  if (op.type() == "SparseMoE") return RunSparseMoE(op, in, out, pool);
-  return RunMatMul(op, in, out);
+void RegisterLinalgOps(OpRegistry& r) {
+  r.Add(MakeOp<MatMulAttrs, ParseMatMul, MatMulRule, MatMulKernel>("MatMul", {2, 2}, {1, 1}));
+  r.Add(MakeOp<LinearAttrs, ParseLinear, LinearRule, LinearKernel>("Linear", {2, 4}, {1, 1}));
 }
 
 }  // namespace qeff::device

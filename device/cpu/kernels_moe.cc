@@ -10,18 +10,25 @@
 #include "absl/strings/str_cat.h"
 #include "common/util/status_macros.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
+#include "device/cpu/op_registry.h"
 
 namespace qeff::device {
 namespace {
 
-using qeff::v1::Op;
+constexpr int64_t kMaxExperts = 4096;
 
 struct MoeScratch {
   std::vector<float> logits, xe, gate, up, ye;
   std::vector<int64_t> order;
   std::vector<std::vector<std::pair<int64_t, float>>> routed;  // per expert: (token, weight)
   std::vector<TensorRef> lin_in, lin_out;
-  Op linear;
+};
+
+struct MoeAttrs {
+  int64_t num_experts = 0, top_k = 0;
+  bool normalize = false;
+  LinearAttrs linear;  // rowwise
 };
 
 void SetView(TensorRef* t, float* data, int64_t rows, int64_t cols) {
@@ -30,38 +37,69 @@ void SetView(TensorRef* t, float* data, int64_t rows, int64_t cols) {
   t->shape.assign({rows, cols});
 }
 
-}  // namespace
+absl::Status ParseMoe(AttrReader& r, MoeAttrs* a) {
+  a->num_experts = r.Int("num_experts", 0);
+  a->top_k = r.Int("top_k", 0);
+  const int64_t normalize = r.Int("normalize", 0), rowwise = r.Int("rowwise", 0);
+  if (a->num_experts < 1 || a->num_experts > kMaxExperts || a->top_k < 1 || a->top_k > a->num_experts) {
+    return RuleError(absl::StrCat("bad num_experts / top_k: num_experts = ", a->num_experts, ", top_k = ", a->top_k,
+                                  " must satisfy 1 <= top_k <= num_experts <= ", kMaxExperts));
+  }
+  if ((normalize != 0 && normalize != 1) || (rowwise != 0 && rowwise != 1)) {
+    return RuleError("normalize and rowwise must be 0 or 1");
+  }
+  a->normalize = normalize != 0;
+  a->linear.rowwise = rowwise != 0;
+  return absl::OkStatus();
+}
 
-absl::Status RunSparseMoE(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                          ThreadPool* pool) {
-  const int64_t E = AttrInt(op, "num_experts", 0), top_k = AttrInt(op, "top_k", 0);
-  const bool normalize = AttrInt(op, "normalize", 0) != 0;
-  if (E < 1 || top_k < 1 || top_k > E) return absl::InvalidArgumentError("SparseMoE: bad num_experts / top_k");
+absl::Status MoeRule(const MoeAttrs& a, const Tensors& in, const Tensors& out) {
+  const int64_t E = a.num_experts;
   const bool scaled = in.size() == static_cast<size_t>(2 + 6 * E);
-  if (out.size() != 1 || (in.size() != static_cast<size_t>(2 + 3 * E) && !scaled)) {
-    return absl::InvalidArgumentError(absl::StrCat("SparseMoE: ", in.size(), " inputs for ", E, " experts"));
+  if (in.size() != static_cast<size_t>(2 + 3 * E) && !scaled) {
+    return RuleError(absl::StrCat(in.size(), " inputs for ", E, " experts"));
   }
   const TensorRef& x = in[0];
   const TensorRef& router = in[1];
-  if (x.shape.empty() || router.shape.size() != 2 || router.shape[0] != E || router.shape[1] != x.shape.back() ||
-      router.dtype != qeff::v1::F32) {
-    return absl::InvalidArgumentError("SparseMoE: router must be f32 [experts, hidden]");
+  if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
+  if (x.shape.empty() || x.shape.back() < 1 || router.shape.size() != 2 || router.shape[0] != E ||
+      router.shape[1] != x.shape.back() || router.dtype != qeff::v1::F32) {
+    return RuleError("router must be f32 [experts, hidden]");
   }
-  const int64_t H = x.shape.back(), T = x.numel() / H;
+  const int64_t H = x.shape.back();
   const int64_t I = in[2].shape.size() == 2 ? in[2].shape[0] : 0;
+  if (I < 1) return RuleError("expert 0's gate must be [intermediate >= 1, hidden]");
+  const DType wt = in[2].dtype;
+  if (wt != qeff::v1::F32 && wt != qeff::v1::BF16 && wt != qeff::v1::I8) {
+    return RuleError("expert weights must be f32, bf16 or i8");
+  }
   for (int64_t e = 0; e < E; ++e) {
     const TensorRef& g = in[2 + 3 * e];
     const TensorRef& u = in[3 + 3 * e];
     const TensorRef& d = in[4 + 3 * e];
-    if (g.shape != Shape{I, H} || u.shape != Shape{I, H} || d.shape != Shape{H, I} || g.dtype != u.dtype ||
-        g.dtype != d.dtype || (g.dtype == qeff::v1::I8) != scaled) {
-      return absl::InvalidArgumentError(absl::StrCat("SparseMoE: expert ", e, " weights do not match [", I, ", ", H,
-                                                     "] / [", H, ", ", I, "] in one dtype"));
+    if (g.shape != Shape{I, H} || u.shape != Shape{I, H} || d.shape != Shape{H, I} || g.dtype != wt ||
+        u.dtype != wt || d.dtype != wt || (wt == qeff::v1::I8) != scaled) {
+      return RuleError(absl::StrCat("expert ", e, " weights do not match [", I, ", ", H, "] / [", H, ", ", I,
+                                    "] in one dtype"));
+    }
+    if (scaled) {
+      if (auto st = ExpectLike(in[2 + 3 * E + 3 * e], "gate scale", qeff::v1::F32, {I}); !st.ok()) return st;
+      if (auto st = ExpectLike(in[3 + 3 * E + 3 * e], "up scale", qeff::v1::F32, {I}); !st.ok()) return st;
+      if (auto st = ExpectLike(in[4 + 3 * E + 3 * e], "down scale", qeff::v1::F32, {H}); !st.ok()) return st;
     }
   }
+  return ExpectLike(out[0], "output", qeff::v1::F32, x.shape);
+}
+
+absl::Status SparseMoE(const MoeAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool* pool) {
+  const int64_t E = attrs.num_experts, top_k = attrs.top_k;
+  const bool normalize = attrs.normalize;
+  const bool scaled = in.size() == static_cast<size_t>(2 + 6 * E);
+  const TensorRef& x = in[0];
+  const TensorRef& router = in[1];
+  const int64_t H = x.shape.back(), T = x.numel() / H;
+  const int64_t I = in[2].shape[0];
   static thread_local MoeScratch s;
-  s.linear.set_type("Linear");
-  SetAttrInt(s.linear, "rowwise", AttrInt(op, "rowwise", 0));
   auto linear = [&](const float* xin, int64_t rows, int64_t k, const TensorRef& w, const TensorRef* scale,
                     float* y, int64_t n) {
     // Scratch TensorRefs keep their shape storage: no allocation once warm.
@@ -72,7 +110,7 @@ absl::Status RunSparseMoE(const Op& op, const std::vector<TensorRef>& in, const 
     s.lin_in[2] = TensorRef{};
     if (scale != nullptr) s.lin_in[3] = *scale;
     SetView(&s.lin_out[0], y, rows, n);
-    return RunLinear(s.linear, s.lin_in, s.lin_out, pool);
+    return LinearKernel(attrs.linear, s.lin_in, s.lin_out, pool);
   };
 
   // Routing: logits, softmax, top k.
@@ -131,6 +169,12 @@ absl::Status RunSparseMoE(const Op& op, const std::vector<TensorRef>& in, const 
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterMoeOps(OpRegistry& r) {
+  r.Add(MakeOp<MoeAttrs, ParseMoe, MoeRule, SparseMoE>("SparseMoE", {5, kAnyCount}, {1, 1}));
 }
 
 }  // namespace qeff::device

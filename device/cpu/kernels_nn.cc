@@ -5,20 +5,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/op_registry.h"
 #include "device/cpu/vector_math.h"
 
 namespace qeff::device {
 namespace {
 
-using qeff::v1::Op;
-
-const std::set<std::string> kNnOps = {"Softmax", "LayerNormalization", "RMSNorm", "ArgMax", "ReduceMean",
-                                      "ReduceSum", "ReduceMax", "CtxScatter", "CtxGather",
-                                      "CtxScatterCB", "CtxGatherCB"};
 
 // outer x dim x inner decomposition around `axis`.
 void Split3(const Shape& s, int64_t axis, int64_t* outer, int64_t* dim, int64_t* inner) {
@@ -29,9 +24,41 @@ void Split3(const Shape& s, int64_t axis, int64_t* outer, int64_t* dim, int64_t*
   for (size_t d = axis + 1; d < s.size(); ++d) *inner *= s[d];
 }
 
-absl::Status Softmax(const Op& op, const TensorRef& x, const TensorRef& o, ThreadPool* pool) {
+// `axis` of a normalizing op: -1 (absent) = the last one.
+struct AxisAttrs {
+  int64_t axis = -1;
+};
+
+int64_t AxisOr(const AxisAttrs& a, const TensorRef& x) {
+  return a.axis >= 0 ? a.axis : static_cast<int64_t>(x.shape.size()) - 1;
+}
+
+absl::Status ParseLastAxis(AttrReader& r, AxisAttrs* a) {
+  if (r.Has("axis")) {
+    a->axis = r.Int("axis", 0);
+    if (a->axis < 0) return RuleError(absl::StrCat("axis ", a->axis, " is negative (the compiler normalizes axes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAxis(int64_t axis, const TensorRef& x) {
+  if (x.shape.empty() || axis >= static_cast<int64_t>(x.shape.size())) {
+    return RuleError(absl::StrCat("axis ", axis, " out of range for input ", ShapeString(x.shape)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SoftmaxRule(const AxisAttrs& a, const Tensors& in, const Tensors& out) {
+  if (auto st = ExpectDType(in[0], "input", {qeff::v1::F32}); !st.ok()) return st;
+  if (auto st = CheckAxis(AxisOr(a, in[0]), in[0]); !st.ok()) return st;
+  return ExpectLike(out[0], "output", qeff::v1::F32, in[0].shape);
+}
+
+absl::Status Softmax(const AxisAttrs& a, const Tensors& in, const Tensors& out, ThreadPool* pool) {
+  const TensorRef& x = in[0];
+  const TensorRef& o = out[0];
   int64_t outer, dim, inner;
-  Split3(x.shape, AttrInt(op, "axis", static_cast<int64_t>(x.shape.size()) - 1), &outer, &dim, &inner);
+  Split3(x.shape, AxisOr(a, x), &outer, &dim, &inner);
   const float* px = x.as<float>();
   float* po = o.as<float>();
   auto body = [&](int64_t b, int64_t e) {
@@ -63,20 +90,61 @@ absl::Status Softmax(const Op& op, const TensorRef& x, const TensorRef& o, Threa
 }
 
 // Normalizes over the trailing dimensions from `axis`; LayerNorm subtracts the mean, RMSNorm not.
-absl::Status Norm(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out, bool rms) {
+// in = (x, scale or absent, bias or absent), out = (y, mean, inv_std_dev) with the statistics
+// optional (one per normalized row).
+struct NormAttrs {
+  AxisAttrs axis;
+  float epsilon = 1e-5f;
+  bool rms = false;
+};
+
+absl::Status ParseNorm(AttrReader& r, NormAttrs* a) {
+  if (auto st = ParseLastAxis(r, &a->axis); !st.ok()) return st;
+  a->epsilon = r.Float("epsilon", 1e-5f);
+  a->rms = r.variant() == 1;
+  if (!(a->epsilon > 0.0f && a->epsilon <= 1.0f)) return RuleError(absl::StrCat("epsilon ", a->epsilon, " not in (0, 1]"));
+  return absl::OkStatus();
+}
+
+void NormRowsCols(const NormAttrs& a, const TensorRef& x, int64_t* rows, int64_t* cols) {
+  const int64_t axis = AxisOr(a.axis, x);
+  *rows = 1;
+  *cols = 1;
+  for (int64_t d = 0; d < axis; ++d) *rows *= x.shape[d];
+  for (size_t d = axis; d < x.shape.size(); ++d) *cols *= x.shape[d];
+}
+
+absl::Status NormRule(const NormAttrs& a, const Tensors& in, const Tensors& out) {
+  const TensorRef& x = in[0];
+  if (auto st = ExpectDType(x, "input", {qeff::v1::F32}); !st.ok()) return st;
+  if (auto st = CheckAxis(AxisOr(a.axis, x), x); !st.ok()) return st;
+  int64_t rows, cols;
+  NormRowsCols(a, x, &rows, &cols);
+  for (size_t i = 1; i < in.size(); ++i) {
+    if (!Present(in[i])) continue;
+    const char* what = i == 1 ? "scale" : "bias";
+    if (auto st = ExpectDType(in[i], what, {qeff::v1::F32}); !st.ok()) return st;
+    if (in[i].numel() != cols) return RuleError(absl::StrCat(what, " has ", in[i].numel(), " elements, the normalized size is ", cols));
+  }
+  if (auto st = ExpectLike(out[0], "output", qeff::v1::F32, x.shape); !st.ok()) return st;
+  for (size_t i = 1; i < out.size(); ++i) {
+    if (auto st = ExpectDType(out[i], "statistics output", {qeff::v1::F32}); !st.ok()) return st;
+    if (out[i].numel() != rows) return RuleError(absl::StrCat("statistics output has ", out[i].numel(), " elements for ", rows, " rows"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Norm(const NormAttrs& a, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const bool rms = a.rms;
   const TensorRef& o = out[0];
   float* mean_out = out.size() > 1 && out[1].data ? out[1].as<float>() : nullptr;
   float* inv_out = out.size() > 2 && out[2].data ? out[2].as<float>() : nullptr;
   const TensorRef& x = in[0];
-  const int64_t axis = AttrInt(op, "axis", static_cast<int64_t>(x.shape.size()) - 1);
-  const float eps = AttrFloat(op, "epsilon", 1e-5f);
-  int64_t rows = 1, cols = 1;
-  for (int64_t d = 0; d < axis; ++d) rows *= x.shape[d];
-  for (size_t d = axis; d < x.shape.size(); ++d) cols *= x.shape[d];
+  const float eps = a.epsilon;
+  int64_t rows, cols;
+  NormRowsCols(a, x, &rows, &cols);
   const float* w = in.size() > 1 && in[1].data ? in[1].as<float>() : nullptr;
   const float* b = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
-  if (w && in[1].numel() != cols) return absl::InvalidArgumentError("norm weight size differs from the normalized size");
-  if (b && in[2].numel() != cols) return absl::InvalidArgumentError("norm bias size differs from the normalized size");
   const float* px = x.as<float>();
   float* po = o.as<float>();
   for (int64_t r = 0; r < rows; ++r) {
@@ -107,10 +175,41 @@ absl::Status Norm(const Op& op, const std::vector<TensorRef>& in, const std::vec
   return absl::OkStatus();
 }
 
-absl::Status ArgMax(const Op& op, const TensorRef& x, const TensorRef& o) {
+struct ArgMaxAttrs {
+  int64_t axis = 0;
+  bool select_last_index = false;
+};
+
+absl::Status ParseArgMax(AttrReader& r, ArgMaxAttrs* a) {
+  a->axis = r.Int("axis", 0);
+  const int64_t last = r.Int("select_last_index", 0);
+  if (a->axis < 0) return RuleError(absl::StrCat("axis ", a->axis, " is negative (the compiler normalizes axes)"));
+  if (last != 0 && last != 1) return RuleError(absl::StrCat("select_last_index ", last, " is not 0 or 1"));
+  a->select_last_index = last != 0;
+  return absl::OkStatus();
+}
+
+absl::Status ArgMaxRule(const ArgMaxAttrs& a, const Tensors& in, const Tensors& out) {
+  const TensorRef& x = in[0];
+  if (auto st = ExpectDType(x, "input", {qeff::v1::F32, qeff::v1::I64}); !st.ok()) return st;
+  if (auto st = CheckAxis(a.axis, x); !st.ok()) return st;
+  if (auto st = ExpectDType(out[0], "output", {qeff::v1::I64}); !st.ok()) return st;
+  Shape kept = x.shape, dropped = x.shape;
+  kept[a.axis] = 1;
+  dropped.erase(dropped.begin() + a.axis);
+  if (out[0].shape != kept && out[0].shape != dropped) {
+    return RuleError(absl::StrCat("output ", ShapeString(out[0].shape), " is not input ", ShapeString(x.shape),
+                                  " reduced along axis ", a.axis));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArgMax(const ArgMaxAttrs& a, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const TensorRef& x = in[0];
+  const TensorRef& o = out[0];
   int64_t outer, dim, inner;
-  Split3(x.shape, AttrInt(op, "axis", 0), &outer, &dim, &inner);
-  const bool last = AttrInt(op, "select_last_index", 0) != 0;
+  Split3(x.shape, a.axis, &outer, &dim, &inner);
+  const bool last = a.select_last_index;
   for (int64_t a = 0; a < outer; ++a) {
     for (int64_t i = 0; i < inner; ++i) {
       int64_t best = 0;
@@ -129,9 +228,47 @@ absl::Status ArgMax(const Op& op, const TensorRef& x, const TensorRef& o) {
   return absl::OkStatus();
 }
 
-absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
-  if (x.dtype != qeff::v1::F32) return absl::UnimplementedError(absl::StrCat(op.type(), " on non-float32"));
-  Shape axes = AttrInts(op, "axes");
+enum class ReduceKind { kMean, kSum, kMax };
+
+struct ReduceAttrs {
+  ReduceKind kind = ReduceKind::kMean;
+  Shape axes;  // empty: all
+};
+
+absl::Status ParseReduce(AttrReader& r, ReduceAttrs* a) {
+  a->kind = static_cast<ReduceKind>(r.variant());
+  a->axes = r.Ints("axes");
+  return absl::OkStatus();
+}
+
+absl::Status ReduceRule(const ReduceAttrs& a, const Tensors& in, const Tensors& out) {
+  const TensorRef& x = in[0];
+  if (auto st = ExpectDType(x, "input", {qeff::v1::F32}); !st.ok()) return st;
+  const int r = static_cast<int>(x.shape.size());
+  std::vector<bool> reduced(r, a.axes.empty());
+  for (int64_t ax : a.axes) {
+    if (ax < 0 || ax >= r || reduced[ax]) {
+      return RuleError(absl::StrCat("axes must be distinct axes of input ", ShapeString(x.shape)));
+    }
+    reduced[ax] = true;
+  }
+  Shape kept, ones;
+  for (int d = 0; d < r; ++d) {
+    if (!reduced[d]) kept.push_back(x.shape[d]);
+    ones.push_back(reduced[d] ? 1 : x.shape[d]);
+  }
+  if (auto st = ExpectDType(out[0], "output", {qeff::v1::F32}); !st.ok()) return st;
+  if (out[0].shape != kept && out[0].shape != ones) {
+    return RuleError(absl::StrCat("output ", ShapeString(out[0].shape), " is not input ", ShapeString(x.shape),
+                                  " reduced over its axes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Reduce(const ReduceAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const TensorRef& x = in[0];
+  const TensorRef& o = out[0];
+  Shape axes = attrs.axes;
   const int r = static_cast<int>(x.shape.size());
   if (axes.empty()) {
     for (int d = 0; d < r; ++d) axes.push_back(d);
@@ -142,7 +279,8 @@ absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
   for (int d = 0; d < r; ++d)
     if (reduced[d]) count *= x.shape[d];
   const int64_t n_out = o.numel();
-  std::vector<double> acc(n_out, op.type() == "ReduceMax" ? -std::numeric_limits<double>::infinity() : 0.0);
+  const bool is_max = attrs.kind == ReduceKind::kMax;
+  std::vector<double> acc(n_out, is_max ? -std::numeric_limits<double>::infinity() : 0.0);
   // Output strides over the kept dimensions.
   Shape kept_strides(r, 0);
   int64_t s = 1;
@@ -158,7 +296,7 @@ absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
     int64_t oi = 0;
     for (int d = 0; d < r; ++d) oi += idx[d] * kept_strides[d];
     const double v = x.as<float>()[e];
-    if (op.type() == "ReduceMax") acc[oi] = std::max(acc[oi], v);
+    if (is_max) acc[oi] = std::max(acc[oi], v);
     else acc[oi] += v;
     for (int d = r - 1; d >= 0; --d) {
       if (++idx[d] < x.shape[d]) break;
@@ -166,7 +304,7 @@ absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
     }
   }
   for (int64_t i = 0; i < n_out; ++i) {
-    o.as<float>()[i] = static_cast<float>(op.type() == "ReduceMean" ? acc[i] / static_cast<double>(count) : acc[i]);
+    o.as<float>()[i] = static_cast<float>(attrs.kind == ReduceKind::kMean ? acc[i] / static_cast<double>(count) : acc[i]);
   }
   return absl::OkStatus();
 }
@@ -175,7 +313,6 @@ absl::Status Reduce(const Op& op, const TensorRef& x, const TensorRef& o) {
 int64_t IndexAt(const TensorRef& t, int64_t i) {
   return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[i] : t.as<int64_t>()[i];
 }
-bool IsIndexType(const TensorRef& t) { return t.dtype == qeff::v1::I64 || t.dtype == qeff::v1::I32; }
 
 // The write both scatters share: out = data, then out[row(b), h, pos[b,s]] = updates[b,h,s] for
 // positions inside [0, C); `wrap_negative` first maps negative positions to C + p (CtxScatter's
@@ -201,25 +338,47 @@ void ScatterRows(const TensorRef& data, const TensorRef* batch_index, const Tens
   }
 }
 
-// data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] -> data with rows written at the
+// ---- KV cache ops ------------------------------------------------------------------------------
+
+// data [B,H,C,D], position_ids [B|1,S], updates [B,H,S,D] -> data with rows written at the
 // positions. Negative positions count from the end (QEfficient writes pads to slot C-1);
-// positions still outside [0, C) (the INT32_MAX sentinel) are skipped.
-absl::Status CtxScatter(const std::vector<TensorRef>& in, const TensorRef& o) {
+// positions still outside [0, C) (the INT32_MAX sentinel) are skipped. Output 0 may be data
+// itself (in place into the retained state).
+absl::Status CtxScatterRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
   const TensorRef& data = in[0];
   const TensorRef& pos = in[1];
   const TensorRef& upd = in[2];
-  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2) {
-    return absl::InvalidArgumentError("CtxScatter expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D]");
+  if (!Present(data) || !Present(upd)) return RuleError("data or updates is missing");
+  if (auto st = ExpectDType(pos, "position_ids", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
+  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || upd.dtype != data.dtype ||
+      upd.shape[0] != data.shape[0] || upd.shape[1] != data.shape[1] || upd.shape[3] != data.shape[3] ||
+      (pos.shape[0] != 1 && pos.shape[0] != upd.shape[0]) || pos.shape[1] != upd.shape[2]) {
+    return RuleError(absl::StrCat("expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] of data's type; got data ",
+                                  ShapeString(data.shape), ", position_ids ", ShapeString(pos.shape), ", updates ",
+                                  ShapeString(upd.shape)));
   }
-  ScatterRows(data, nullptr, pos, upd, /*wrap_negative=*/true, o);
+  return ExpectLike(out[0], "output", data.dtype, data.shape);
+}
+
+absl::Status CtxScatter(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
+  ScatterRows(in[0], nullptr, in[1], in[2], /*wrap_negative=*/true, out[0]);
   return absl::OkStatus();
 }
 
 // data [B,H,C,D], ctx_indices (any shape holding L indices) -> [B,H,L,D].
-absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
+absl::Status CtxGatherRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
   const TensorRef& data = in[0];
   const TensorRef& idx = in[1];
-  if (data.shape.size() != 4) return absl::InvalidArgumentError("CtxGather expects data [B,H,C,D]");
+  if (!Present(data)) return RuleError("data is missing");
+  if (auto st = ExpectRank(data, "data", 4); !st.ok()) return st;
+  if (auto st = ExpectDType(idx, "ctx_indices", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
+  return ExpectLike(out[0], "output", data.dtype, {data.shape[0], data.shape[1], idx.numel(), data.shape[3]});
+}
+
+absl::Status CtxGather(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const TensorRef& data = in[0];
+  const TensorRef& idx = in[1];
+  const TensorRef& o = out[0];
   const int64_t BH = data.shape[0] * data.shape[1], C = data.shape[2], D = data.shape[3];
   const int64_t L = idx.numel();
   const size_t es = DTypeSize(data.dtype);
@@ -234,17 +393,18 @@ absl::Status CtxGather(const std::vector<TensorRef>& in, const TensorRef& o) {
   return absl::OkStatus();
 }
 
-
-// batch_index [B,1] (or [B]) must name rows of a cache with `rows` rows; checked before anything
-// is written, so a bad index leaves the cache untouched.
-absl::Status CheckBatchIndex(const char* op, const TensorRef& bidx, int64_t batch, int64_t rows) {
-  if (!IsIndexType(bidx)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": batch_index must be int64"));
-  }
+// batch_index [B,1] (or [B]) of an index type: its shape (the rule).
+absl::Status BatchIndexRule(const TensorRef& bidx, int64_t batch) {
+  if (auto st = ExpectDType(bidx, "batch_index", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
   if (bidx.shape.empty() || bidx.shape[0] != batch || bidx.numel() != batch) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": batch_index must be [", batch, ",1], got ",
-                                                   ShapeString(bidx.shape)));
+    return RuleError(absl::StrCat("batch_index must be [", batch, ",1], got ", ShapeString(bidx.shape)));
   }
+  return absl::OkStatus();
+}
+
+// batch_index values must name rows of a cache with `rows` rows; checked before anything is
+// written, so a bad index leaves the cache untouched.
+absl::Status CheckBatchIndex(const char* op, const TensorRef& bidx, int64_t batch, int64_t rows) {
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t r = IndexAt(bidx, b);
     if (r < 0 || r >= rows) {
@@ -255,44 +415,57 @@ absl::Status CheckBatchIndex(const char* op, const TensorRef& bidx, int64_t batc
   return absl::OkStatus();
 }
 
-// data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D] -> data with
+// data [FBS,H,C,D], batch_index [B,1], position_ids [B|1,S], updates [B,H,S,D] -> data with
 // out[batch_index[b], h, position_ids[b,s]] = updates[b,h,s]. Negative positions (padding) and
 // positions outside [0, C) are dropped.
-absl::Status CtxScatterCB(const std::vector<TensorRef>& in, const TensorRef& o) {
+absl::Status CtxScatterCBRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
   const TensorRef& data = in[0];
-  const TensorRef& bidx = in[1];
   const TensorRef& pos = in[2];
   const TensorRef& upd = in[3];
-  if (!IsIndexType(pos)) return absl::InvalidArgumentError("CtxScatterCB: position_ids must be int64");
+  if (!Present(data) || !Present(upd)) return RuleError("data or updates is missing");
+  if (auto st = ExpectDType(pos, "position_ids", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
   if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || upd.dtype != data.dtype ||
       upd.shape[1] != data.shape[1] || upd.shape[3] != data.shape[3] ||
       (pos.shape[0] != 1 && pos.shape[0] != upd.shape[0]) || pos.shape[1] != upd.shape[2]) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CtxScatterCB expects data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D]; got data ",
+    return RuleError(absl::StrCat(
+        "expects data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D]; got data ",
         ShapeString(data.shape), ", position_ids ", ShapeString(pos.shape), ", updates ", ShapeString(upd.shape)));
   }
+  if (auto st = BatchIndexRule(in[1], upd.shape[0]); !st.ok()) return st;
+  return ExpectLike(out[0], "output", data.dtype, data.shape);
+}
+
+absl::Status CtxScatterCB(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
+  const TensorRef& data = in[0];
+  const TensorRef& bidx = in[1];
+  const TensorRef& upd = in[3];
   absl::Status st = CheckBatchIndex("CtxScatterCB", bidx, upd.shape[0], data.shape[0]);
   if (!st.ok()) return st;
-  ScatterRows(data, &bidx, pos, upd, /*wrap_negative=*/false, o);
+  ScatterRows(data, &bidx, in[2], upd, /*wrap_negative=*/false, out[0]);
   return absl::OkStatus();
 }
 
 // data [FBS,H,C,D], batch_index [B,1], ctx_indices (L indices) -> [B,H,L,D] with
 // out[b,h,l] = data[batch_index[b], h, ctx_indices[l]].
-absl::Status CtxGatherCB(const std::vector<TensorRef>& in, const TensorRef& o) {
+absl::Status CtxGatherCBRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  const TensorRef& data = in[0];
+  const TensorRef& idx = in[2];
+  const TensorRef& o = out[0];
+  if (!Present(data)) return RuleError("data is missing");
+  if (auto st = ExpectRank(data, "data", 4); !st.ok()) return st;
+  if (auto st = ExpectRank(o, "output", 4); !st.ok()) return st;
+  if (auto st = ExpectDType(idx, "ctx_indices", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
+  if (auto st = BatchIndexRule(in[1], o.shape[0]); !st.ok()) return st;
+  return ExpectLike(o, "output", data.dtype, {o.shape[0], data.shape[1], idx.numel(), data.shape[3]});
+}
+
+absl::Status CtxGatherCB(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
   const TensorRef& data = in[0];
   const TensorRef& bidx = in[1];
   const TensorRef& idx = in[2];
-  if (data.shape.size() != 4 || o.shape.size() != 4) {
-    return absl::InvalidArgumentError("CtxGatherCB expects data [FBS,H,C,D] and an output [B,H,L,D]");
-  }
-  if (!IsIndexType(idx)) return absl::InvalidArgumentError("CtxGatherCB: ctx_indices must be int64");
+  const TensorRef& o = out[0];
   const int64_t B = o.shape[0], H = data.shape[1], C = data.shape[2], D = data.shape[3];
   const int64_t L = idx.numel();
-  if (o.shape[1] != H || o.shape[2] != L || o.shape[3] != D) {
-    return absl::InvalidArgumentError(absl::StrCat("CtxGatherCB: output ", ShapeString(o.shape), " does not match data ",
-                                                   ShapeString(data.shape), " and ", L, " indices"));
-  }
   absl::Status st = CheckBatchIndex("CtxGatherCB", bidx, B, data.shape[0]);
   if (!st.ok()) return st;
   for (int64_t l = 0; l < L; ++l) {
@@ -314,37 +487,22 @@ absl::Status CtxGatherCB(const std::vector<TensorRef>& in, const TensorRef& o) {
 
 }  // namespace
 
-bool IsNnOp(const std::string& type) { return kNnOps.count(type) > 0; }
-
-absl::Status RunNnOp(const Op& op, const std::vector<TensorRef>& in, const std::vector<TensorRef>& out,
-                     ThreadPool* pool) {
-  const std::string& t = op.type();
-  if (in.empty() || out.empty()) return absl::InvalidArgumentError(absl::StrCat(t, ": missing operands"));
-  const bool kv_op = t == "CtxScatter" || t == "CtxGather" || t == "CtxScatterCB" || t == "CtxGatherCB";
-  if (t != "ArgMax" && !kv_op && in[0].dtype != qeff::v1::F32) {
-    return absl::UnimplementedError(absl::StrCat(t, " on ", DTypeName(in[0].dtype)));
-  }
-  if (t == "Softmax") return Softmax(op, in[0], out[0], pool);
-  if (t == "LayerNormalization") return Norm(op, in, out, /*rms=*/false);
-  if (t == "RMSNorm") return Norm(op, in, out, /*rms=*/true);
-  if (t == "ArgMax") return ArgMax(op, in[0], out[0]);
-  if (t == "CtxScatter") {
-    if (in.size() != 3) return absl::InvalidArgumentError("CtxScatter needs 3 inputs");
-    return CtxScatter(in, out[0]);
-  }
-  if (t == "CtxGather") {
-    if (in.size() < 2) return absl::InvalidArgumentError("CtxGather needs 2 inputs");
-    return CtxGather(in, out[0]);
-  }
-  if (t == "CtxScatterCB") {
-    if (in.size() != 4) return absl::InvalidArgumentError("CtxScatterCB needs 4 inputs (data, batch_index, position_ids, updates)");
-    return CtxScatterCB(in, out[0]);
-  }
-  if (t == "CtxGatherCB") {
-    if (in.size() != 3) return absl::InvalidArgumentError("CtxGatherCB needs 3 inputs (data, batch_index, ctx_indices)");
-    return CtxGatherCB(in, out[0]);
-  }
-  return Reduce(op, in[0], out[0]);
+void RegisterNnOps(OpRegistry& r) {
+  r.Add(MakeOp<AxisAttrs, ParseLastAxis, SoftmaxRule, Softmax>("Softmax", {1, 1}, {1, 1}));
+  r.Add(MakeOp<NormAttrs, ParseNorm, NormRule, Norm>("LayerNormalization", {1, 3}, {1, 3}, /*rms=*/0));
+  r.Add(MakeOp<NormAttrs, ParseNorm, NormRule, Norm>("RMSNorm", {1, 3}, {1, 3}, /*rms=*/1));
+  r.Add(MakeOp<ArgMaxAttrs, ParseArgMax, ArgMaxRule, ArgMax>("ArgMax", {1, 1}, {1, 1}));
+  r.Add(MakeOp<ReduceAttrs, ParseReduce, ReduceRule, Reduce>("ReduceMean", {1, 1}, {1, 1},
+                                                              static_cast<int>(ReduceKind::kMean)));
+  r.Add(MakeOp<ReduceAttrs, ParseReduce, ReduceRule, Reduce>("ReduceSum", {1, 1}, {1, 1},
+                                                              static_cast<int>(ReduceKind::kSum)));
+  r.Add(MakeOp<ReduceAttrs, ParseReduce, ReduceRule, Reduce>("ReduceMax", {1, 1}, {1, 1},
+                                                              static_cast<int>(ReduceKind::kMax)));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, CtxScatterRule, CtxScatter>("CtxScatter", {3, 3}, {1, 1}, 0, /*in_place=*/0));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, CtxGatherRule, CtxGather>("CtxGather", {2, 2}, {1, 1}));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, CtxScatterCBRule, CtxScatterCB>("CtxScatterCB", {4, 4}, {1, 1}, 0,
+                                                                      /*in_place=*/0));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, CtxGatherCBRule, CtxGatherCB>("CtxGatherCB", {3, 3}, {1, 1}));
 }
 
 }  // namespace qeff::device
