@@ -457,6 +457,16 @@ int Main(int argc, char** argv) {
   } else if (*infer_cmd) {
     // QEfficient: a full_batch_size means a continuous-batching export.
     if (ca.full_batch_size > 0) cb = true;
+    // Without an explicit --prefill-seq-len, an --input-ids prompt longer than the default chunk
+    // is prefilled in one call (chunk = the next power of two, within ctx_len), as HF processes
+    // a prompt: models whose rotary depends on the call's length (longrope) then match HF too.
+    if (infer_cmd->count("--prefill-seq-len") == 0 && infer_cmd->count("--prompt-len") == 0 &&
+        !ga.input_ids.empty()) {
+      const int64_t n = std::count(ga.input_ids.begin(), ga.input_ids.end(), ',') + 1;
+      int64_t chunk = ca.prefill_seq_len;
+      while (chunk < n && chunk < ca.ctx_len) chunk *= 2;
+      ca.prefill_seq_len = static_cast<int>(std::min<int64_t>(chunk, ca.ctx_len));
+    }
     auto e = do_export(&out);
     if (!e.ok()) return Fail(e.status());
     auto q = do_compile(e->artifact().key(), &out);
