@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/util/files.h"
 
 namespace qeffctl {
 namespace {
@@ -20,13 +21,11 @@ std::shared_ptr<grpc::ChannelCredentials> g_creds;
 std::map<std::string, std::shared_ptr<grpc::Channel>> g_channels;
 
 absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot read (", std::strerror(errno), ")"));
+  auto text = qeff::util::ReadFile(path, 1 << 20);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path, " (", text.status().message(), ")"));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return text;
 }
 
 absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {

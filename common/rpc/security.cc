@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/files.h"
 
 namespace qeff::rpc {
 namespace {
@@ -45,14 +46,11 @@ std::array<unsigned char, 32> Sha256(std::string_view s) {
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot read (", std::strerror(errno), ")"));
+  auto text = util::ReadFile(path, 1 << 20);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path, " (", text.status().message(), ")"));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot read"));
-  return ss.str();
+  return text;
 }
 
 struct BioDeleter {

@@ -282,22 +282,32 @@ grpc::Status RunnerService::Generate(grpc::ServerContext* context, const qeff::v
   return rpc::ToGrpc(c.status());
 }
 
+namespace {
+
+// Embed and Classify take texts or token inputs (not both, at least one, bounded) on an encoder.
+grpc::Status CheckEncoderCall(const LoadedModel& m, int texts, int inputs, const char* verb) {
+  if (texts > 0 && inputs > 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either texts or inputs, not both");
+  }
+  if (texts + inputs == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("nothing to ", verb, ": pass texts or inputs"));
+  }
+  if (texts + inputs > kMaxSequences) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " inputs per request"));
+  }
+  if (m.scheduler) return NeedEncoder(m);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
 grpc::Status RunnerService::Embed(grpc::ServerContext*, const qeff::v1::EmbedRequest* req,
                                   qeff::v1::EmbedResponse* resp) {
   const auto t0 = std::chrono::steady_clock::now();
   auto model = registry_->Get(req->model_id());
   if (!model.ok()) return rpc::ToGrpc(model.status());
   LoadedModel& m = **model;
-  if (req->texts_size() > 0 && req->inputs_size() > 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either texts or inputs, not both");
-  }
-  if (req->texts_size() + req->inputs_size() == 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to embed: pass texts or inputs");
-  }
-  if (req->texts_size() + req->inputs_size() > kMaxSequences) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " sequences per request"));
-  }
-  if (m.scheduler) return NeedEncoder(m);
+  if (grpc::Status c = CheckEncoderCall(m, req->texts_size(), req->inputs_size(), "embed"); !c.ok()) return c;
   std::vector<EncoderInput> inputs;
   for (const auto& text : req->texts()) {
     if (!m.tokenizer) return NeedTokenizer(m);
@@ -333,16 +343,7 @@ grpc::Status RunnerService::Classify(grpc::ServerContext*, const qeff::v1::Class
   auto model = registry_->Get(req->model_id());
   if (!model.ok()) return rpc::ToGrpc(model.status());
   LoadedModel& m = **model;
-  if (req->texts_size() > 0 && req->inputs_size() > 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pass either texts or inputs, not both");
-  }
-  if (req->texts_size() + req->inputs_size() == 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to classify: pass texts or inputs");
-  }
-  if (req->texts_size() + req->inputs_size() > kMaxSequences) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("at most ", kMaxSequences, " inputs per request"));
-  }
-  if (m.scheduler) return NeedEncoder(m);
+  if (grpc::Status c = CheckEncoderCall(m, req->texts_size(), req->inputs_size(), "classify"); !c.ok()) return c;
   std::vector<ClassifyInput> raw;
   for (const auto& t : req->texts()) {
     if (t.text().size() + t.text_pair().size() > kMaxPromptBytes) {
