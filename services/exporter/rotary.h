@@ -40,9 +40,10 @@ struct RotarySpec {
   std::vector<float> short_factor, long_factor;          // longrope, rotary_dim / 2 each
 };
 
-// Reads config.json's rope_scaling (null/absent = default; `type` is accepted for `rope_type`)
-// for a rotary of `rotary_dim` dims and `max_positions` table rows. `original_max_key` names a
-// top-level config field some families use for longrope's original context (Phi-3).
+// Reads config.json's rope_scaling (null/absent = default; `type` is accepted for `rope_type`,
+// "su" for longrope) for a rotary of `rotary_dim` dims and `max_positions` table rows. Longrope
+// takes the original context from a top-level original_max_position_embeddings (Phi-3; the
+// factor is then max_positions / original) or from rope_scaling's factor.
 absl::StatusOr<RotarySpec> ReadRotary(const nlohmann::json& config, RotarySpec::Style style, int64_t rotary_dim,
                                       int64_t max_positions, double theta);
 
