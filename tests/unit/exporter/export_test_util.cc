@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include <gtest/gtest.h>
+#include <onnx/checker.h>
 
 #include "common/hf/model_folder.h"
 
@@ -60,6 +61,17 @@ absl::StatusOr<ExportSummary> Export(const fs::path& model_dir, const fs::path& 
   auto folder = hf::ModelFolder::Open(model_dir);
   if (!folder.ok()) return folder.status();
   return ExportModel(*folder, options, out, nullptr);
+}
+
+::testing::AssertionResult CheckedModel(const fs::path& model_path, onnx::ModelProto* m) {
+  try {
+    onnx::checker::check_model(model_path.string());
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "checker: " << e.what();
+  }
+  std::ifstream in(model_path, std::ios::binary);
+  if (!m->ParseFromIstream(&in)) return ::testing::AssertionFailure() << "cannot parse " << model_path;
+  return ::testing::AssertionSuccess();
 }
 
 json ReadJson(const fs::path& p) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <onnx/onnx_pb.h>
 
@@ -60,6 +61,9 @@ RunResult Run(const std::string& cmd);
 absl::StatusOr<ExportSummary> Export(const fs::path& model_dir, const fs::path& out, ExportOptions options = {});
 
 json ReadJson(const fs::path& p);
+
+// Runs onnx's checker on `model_path` and parses it into `m`; the failure says which step failed.
+::testing::AssertionResult CheckedModel(const fs::path& model_path, onnx::ModelProto* m);
 
 // The float32 values of the external initializer `name` of `m`, read from dir/model.onnx.data.
 std::vector<float> ReadInitializer(const onnx::ModelProto& m, const fs::path& dir, const std::string& name);
