@@ -10,6 +10,7 @@ size_t DTypeSize(DType dtype) {
     case qeff::v1::BF16: return 2;
     case qeff::v1::I32: return 4;
     case qeff::v1::I8: return 1;
+    case qeff::v1::I4: return 1;  // bytes of the packed shape
     default: return 0;
   }
 }
@@ -22,6 +23,7 @@ const char* DTypeName(DType dtype) {
     case qeff::v1::BF16: return "bfloat16";
     case qeff::v1::I32: return "int32";
     case qeff::v1::I8: return "int8";
+    case qeff::v1::I4: return "int4";
     default: return "unspecified";
   }
 }

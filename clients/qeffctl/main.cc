@@ -68,7 +68,7 @@ void AddCompileOptions(CLI::App* cmd, CompileArgs& a) {
   cmd->add_option("--prefill-seq-len,--prompt-len", a.prefill_seq_len, "prefill chunk length")->capture_default_str();
   cmd->add_option("--ctx-len", a.ctx_len, "context length (KV cache rows)")->capture_default_str();
   cmd->add_option("--num-cores", a.num_cores, "device cores/threads (0 = all)")->capture_default_str();
-  cmd->add_option("--weight-dtype", a.weight_dtype, "fp32 | bf16 | int8")->capture_default_str();
+  cmd->add_option("--weight-dtype", a.weight_dtype, "fp32 | bf16 | int8 | int4")->capture_default_str();
   cmd->add_option("--full-batch-size", a.full_batch_size, "continuous-batching slots (0 = off)");
 }
 

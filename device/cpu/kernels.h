@@ -37,9 +37,9 @@ void SetAttrFloat(qeff::v1::Op& op, const std::string& name, float v);
 void SetAttrInts(qeff::v1::Op& op, const std::string& name, const std::vector<int64_t>& v);
 
 // SparseMoE (kernels_moe.cc): in = (x [..., H], router [E, H] f32, then per expert gate [I, H],
-// up [I, H], down [H, I] (f32|bf16|i8), then per expert the three i8 scales when the weights are
-// i8); attrs num_experts, top_k, normalize, rowwise. Only the experts some token is routed to
-// are read. (RunKernel for an op of type SparseMoE.)
+// up [I, H], down [H, I] (f32|bf16|i8|i4), then per expert the three scales when the weights
+// are i8 or i4, as Linear takes them); attrs num_experts, top_k, normalize, rowwise. Only the
+// experts some token is routed to are read. (RunKernel for an op of type SparseMoE.)
 absl::Status RunSparseMoE(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                           const std::vector<TensorRef>& out, ThreadPool* pool);
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "device/cpu/kernels.h"
 #include "device/cpu/kernels_linalg.h"
+#include "device/cpu/kernels_quant.h"
 #include "device/cpu/vector_math.h"
 
 #if defined(__x86_64__)
@@ -26,22 +27,21 @@ inline float Bf16ToF32(uint16_t v) {
   return f;
 }
 
-// Weight element as float (int8 still unscaled: the row scale is applied to the sum).
+// Weight element as float.
 inline float WeightValue(float v) { return v; }
 inline float WeightValue(uint16_t v) { return Bf16ToF32(v); }
-inline float WeightValue(int8_t v) { return static_cast<float>(v); }
 
-// y[m, n] = scale[n] * sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
+// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
 template <typename W>
-void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, const float* scale,
-                       float* y, int64_t N, int64_t n0, int64_t n1) {
+void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
+                       int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
     const W* row = w + n * K;
     for (int64_t m = 0; m < M; ++m) {
       const float* xm = x + m * K;
       float acc = 0;
       for (int64_t k = 0; k < K; ++k) acc += xm[k] * WeightValue(row[k]);
-      y[m * N + n] = acc * (scale ? scale[n] : 1.0f) + (bias ? bias[n] : 0.0f);
+      y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
     }
   }
 }
@@ -54,9 +54,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(con
   __m256i h = _mm256_maskz_loadu_epi16(mask, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const int8_t* p, __mmask16 mask) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p)));
-}
 
 // One weight row at a time, read front to back, against MR input rows. A single sequential
 // stream is what the hardware prefetcher follows best: interleaving four rows measured 16 GB/s
@@ -65,7 +62,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(con
 template <int MR, typename W>
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K,
                                                                                 const W* w, const float* bias,
-                                                                                const float* scale, float* y,
+                                                                                float* y,
                                                                                 int64_t N, int64_t n0, int64_t n1) {
   const int64_t k64 = K / 64 * 64;
   for (int64_t n = n0; n < n1; ++n) {
@@ -93,7 +90,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(
     }
     for (int m = 0; m < MR; ++m) {
       const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
-      y[m * N + n] = _mm512_reduce_add_ps(sum) * (scale ? scale[n] : 1.0f) + (bias ? bias[n] : 0.0f);
+      y[m * N + n] = _mm512_reduce_add_ps(sum) + (bias ? bias[n] : 0.0f);
     }
   }
 }
@@ -105,8 +102,8 @@ bool HasAvx512() {
 #endif
 
 template <typename W>
-void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, const float* scale, float* y,
-                int64_t N, int64_t n0, int64_t n1) {
+void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
+                int64_t n0, int64_t n1) {
 #if defined(__x86_64__)
   if (HasAvx512()) {
     // Weight rows in blocks small enough to stay in L2 while every group of up to 4 input rows
@@ -119,41 +116,55 @@ void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* b
         const float* xm = x + m * K;
         float* ym = y + m * N;
         switch (mr) {
-          case 1: LinearBlockAvx512<1>(xm, K, w, bias, scale, ym, N, nb, ne); break;
-          case 2: LinearBlockAvx512<2>(xm, K, w, bias, scale, ym, N, nb, ne); break;
-          case 3: LinearBlockAvx512<3>(xm, K, w, bias, scale, ym, N, nb, ne); break;
-          default: LinearBlockAvx512<4>(xm, K, w, bias, scale, ym, N, nb, ne); break;
+          case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, nb, ne); break;
+          case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, nb, ne); break;
+          case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, nb, ne); break;
+          default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, nb, ne); break;
         }
       }
     }
     return;
   }
 #endif
-  LinearRowsGeneric(x, M, K, w, bias, scale, y, N, n0, n1);
+  LinearRowsGeneric(x, M, K, w, bias, y, N, n0, n1);
 }
 
 }  // namespace
 
 constexpr int64_t kMaxBlasDim = 0x7fffffff;  // cblas takes int dimensions
 
+absl::Status CheckLinearWeight(const TensorRef& w, const TensorRef* scale, int64_t N, int64_t K, const char* what) {
+  const std::string name(what);
+  if (auto st = ExpectDType(w, what, {qeff::v1::F32, qeff::v1::BF16, qeff::v1::I8, qeff::v1::I4}); !st.ok()) return st;
+  const bool i4 = w.dtype == qeff::v1::I4;
+  const Shape want = {N, i4 ? Int4RowBytes(K) : K};
+  if (w.shape != want) {
+    return RuleError(absl::StrCat(name, " ", ShapeString(w.shape), " is not ", ShapeString(want),
+                                  i4 ? " (int4: 16 bytes per block of 32)" : ""));
+  }
+  const bool quantized = w.dtype == qeff::v1::I8 || i4;
+  if (quantized != (scale != nullptr)) {
+    return RuleError(absl::StrCat(name, ": int8 and int4 weights need a scale input (and only they take one)"));
+  }
+  if (w.dtype == qeff::v1::I8) return ExpectLike(*scale, (name + " scale").c_str(), qeff::v1::F32, {N});
+  if (i4) return ExpectLike(*scale, (name + " scale").c_str(), qeff::v1::BF16, {N, QuantBlocks(K)});
+  return absl::OkStatus();
+}
+
 absl::Status LinearRule(const LinearAttrs&, const Tensors& in, const Tensors& out) {
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
-  if (auto st = ExpectDType(w, "w", {qeff::v1::F32, qeff::v1::BF16, qeff::v1::I8}); !st.ok()) return st;
-  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() != w.shape[1] || w.shape[1] < 1 ||
-      w.shape[0] > kMaxBlasDim || w.shape[1] > kMaxBlasDim || x.numel() / w.shape[1] > kMaxBlasDim) {
+  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() < 1 || w.shape[0] > kMaxBlasDim ||
+      x.shape.back() > kMaxBlasDim || x.numel() / x.shape.back() > kMaxBlasDim) {
     return RuleError(absl::StrCat("x ", ShapeString(x.shape), " does not fit w ", ShapeString(w.shape), " [N, K >= 1]"));
   }
-  const int64_t N = w.shape[0];
+  const int64_t N = w.shape[0], K = x.shape.back();
   if (in.size() > 2 && Present(in[2])) {
     if (auto st = ExpectLike(in[2], "bias", qeff::v1::F32, {N}); !st.ok()) return st;
   }
-  const bool scaled = in.size() > 3 && Present(in[3]);
-  if ((w.dtype == qeff::v1::I8) != scaled) return RuleError("int8 weights need a scale input (and only they take one)");
-  if (scaled) {
-    if (auto st = ExpectLike(in[3], "scale", qeff::v1::F32, {N}); !st.ok()) return st;
-  }
+  const TensorRef* scale = in.size() > 3 && Present(in[3]) ? &in[3] : nullptr;
+  if (auto st = CheckLinearWeight(w, scale, N, K, "w"); !st.ok()) return st;
   Shape y(x.shape.begin(), x.shape.end() - 1);
   y.push_back(N);
   return ExpectLike(out[0], "output", qeff::v1::F32, y);
@@ -163,16 +174,29 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   const float* bias = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
-  const float* scale = in.size() > 3 && in[3].data ? in[3].as<float>() : nullptr;
-  const int64_t K = w.shape[1], N = w.shape[0];
+  const int64_t K = x.shape.back(), N = w.shape[0];
   const int64_t M = x.numel() / K;
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
+  if (w.dtype == qeff::v1::I8 || w.dtype == qeff::v1::I4) {
+    // Integer dot products at every M (prefill too): no widening of the weights. The rows are
+    // quantized once by this thread; workers only read them.
+    // (Lambdas name a thread_local afresh in each worker: pass this thread's by pointer.)
+    static thread_local QuantizedRows scratch_rows;
+    const QuantizedRows* rows = &scratch_rows;
+    scratch_rows.Quantize(px, M, K, w.dtype);
+    const float* row_scale = w.dtype == qeff::v1::I8 ? in[3].as<float>() : nullptr;
+    const uint16_t* block_scale = w.dtype == qeff::v1::I4 ? in[3].as<uint16_t>() : nullptr;
+    auto body = [&](int64_t n0, int64_t n1) { QuantLinearRows(*rows, w.data, row_scale, block_scale, bias, y, N, n0, n1); };
+    if (pool != nullptr && N * K * M >= (1 << 16)) pool->ParallelFor(N, 16, body);
+    else body(0, N);
+    return absl::OkStatus();
+  }
   // attr rowwise: decode steps stay on the row-by-row kernel at any batch, so a row's result
   // never depends on the batch it runs in.
   if (M > 8 && !attrs.rowwise) {
-    // Prefill is compute-bound: sgemm on fp32 weights; bf16/int8 weights are widened to fp32 a
-    // block of rows at a time (in parallel) first. The scratch block is reused across calls.
+    // Prefill is compute-bound: sgemm on fp32 weights; bf16 weights are widened to fp32 a block
+    // of rows at a time (in parallel) first. The scratch block is reused across calls.
     const float* wf = w.dtype == qeff::v1::F32 ? w.as<float>() : nullptr;
     static thread_local std::vector<float> scratch;
     const int64_t block = wf ? N : std::max<int64_t>(16, (int64_t{2} << 20) / (K * 4));
@@ -186,14 +210,8 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
         auto widen = [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; ++r) {
             float* dst = wide + r * K;
-            if (w.dtype == qeff::v1::BF16) {
-              const uint16_t* src = w.as<uint16_t>() + (n0 + r) * K;
-              for (int64_t k = 0; k < K; ++k) dst[k] = Bf16ToF32(src[k]);
-            } else {
-              const int8_t* src = w.as<int8_t>() + (n0 + r) * K;
-              const float s = scale[n0 + r];
-              for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<float>(src[k]) * s;
-            }
+            const uint16_t* src = w.as<uint16_t>() + (n0 + r) * K;
+            for (int64_t k = 0; k < K; ++k) dst[k] = Bf16ToF32(src[k]);
           }
         };
         if (pool != nullptr) pool->ParallelFor(rows, 8, widen);
@@ -211,9 +229,8 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
   }
   auto body = [&](int64_t n0, int64_t n1) {
     switch (w.dtype) {
-      case qeff::v1::BF16: LinearRows(px, M, K, w.as<uint16_t>(), bias, nullptr, y, N, n0, n1); break;
-      case qeff::v1::I8: LinearRows(px, M, K, w.as<int8_t>(), bias, scale, y, N, n0, n1); break;
-      default: LinearRows(px, M, K, w.as<float>(), bias, nullptr, y, N, n0, n1); break;
+      case qeff::v1::BF16: LinearRows(px, M, K, w.as<uint16_t>(), bias, y, N, n0, n1); break;
+      default: LinearRows(px, M, K, w.as<float>(), bias, y, N, n0, n1); break;
     }
   };
   if (pool != nullptr && N * K >= (1 << 16)) {

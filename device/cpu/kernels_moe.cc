@@ -70,22 +70,18 @@ absl::Status MoeRule(const MoeAttrs& a, const Tensors& in, const Tensors& out) {
   const int64_t I = in[2].shape.size() == 2 ? in[2].shape[0] : 0;
   if (I < 1) return RuleError("expert 0's gate must be [intermediate >= 1, hidden]");
   const DType wt = in[2].dtype;
-  if (wt != qeff::v1::F32 && wt != qeff::v1::BF16 && wt != qeff::v1::I8) {
-    return RuleError("expert weights must be f32, bf16 or i8");
+  if ((wt == qeff::v1::I8 || wt == qeff::v1::I4) != scaled) {
+    return RuleError("int8 and int4 expert weights need scale inputs (and only they take them)");
   }
   for (int64_t e = 0; e < E; ++e) {
-    const TensorRef& g = in[2 + 3 * e];
-    const TensorRef& u = in[3 + 3 * e];
-    const TensorRef& d = in[4 + 3 * e];
-    if (g.shape != Shape{I, H} || u.shape != Shape{I, H} || d.shape != Shape{H, I} || g.dtype != wt ||
-        u.dtype != wt || d.dtype != wt || (wt == qeff::v1::I8) != scaled) {
-      return RuleError(absl::StrCat("expert ", e, " weights do not match [", I, ", ", H, "] / [", H, ", ", I,
-                                    "] in one dtype"));
-    }
-    if (scaled) {
-      if (auto st = ExpectLike(in[2 + 3 * E + 3 * e], "gate scale", qeff::v1::F32, {I}); !st.ok()) return st;
-      if (auto st = ExpectLike(in[3 + 3 * E + 3 * e], "up scale", qeff::v1::F32, {I}); !st.ok()) return st;
-      if (auto st = ExpectLike(in[4 + 3 * E + 3 * e], "down scale", qeff::v1::F32, {H}); !st.ok()) return st;
+    const TensorRef* w[3] = {&in[2 + 3 * e], &in[3 + 3 * e], &in[4 + 3 * e]};
+    const char* names[3] = {"gate", "up", "down"};
+    for (int j = 0; j < 3; ++j) {
+      const TensorRef* scale = scaled ? &in[2 + 3 * E + 3 * e + j] : nullptr;
+      const int64_t rows = j < 2 ? I : H, cols = j < 2 ? H : I;
+      auto st = w[j]->dtype == wt ? CheckLinearWeight(*w[j], scale, rows, cols, names[j])
+                                  : RuleError("expert weights differ in dtype");
+      if (!st.ok()) return RuleError(absl::StrCat("expert ", e, ": ", st.message()));
     }
   }
   return ExpectLike(out[0], "output", qeff::v1::F32, x.shape);

@@ -134,6 +134,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
   WeightCache cache;
   cache.weight_dtype = options.weight_dtype == "bf16"   ? qeff::v1::BF16
                        : options.weight_dtype == "int8" ? qeff::v1::I8
+                       : options.weight_dtype == "int4" ? qeff::v1::I4
                                                         : qeff::v1::F32;
   qeff::v1::Program program;
   program.set_format_version(kProgramFormatVersion);
@@ -242,8 +243,8 @@ absl::Status ValidateOptions(const CompileOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("num_cores ", o.num_cores, " exceeds this machine's ", cores,
                                                    " cores; use 0 for all of them"));
   }
-  if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8") {
-    return absl::InvalidArgumentError("weight_dtype must be fp32, bf16 or int8");
+  if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8" && o.weight_dtype != "int4") {
+    return absl::InvalidArgumentError("weight_dtype must be fp32, bf16, int8 or int4");
   }
   if (o.full_batch_size < 0 || o.full_batch_size > 256) {
     return absl::InvalidArgumentError("full_batch_size must be in [0, 256] (0 = no continuous batching)");

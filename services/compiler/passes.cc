@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_quant.h"
 
 namespace qeff::compiler {
 namespace {
@@ -37,10 +39,58 @@ uint16_t ToBf16(float f) {
 
 // [K,N] f32 -> [N,K] in the cache's weight dtype. int8 is symmetric per output row:
 // scale = max|w| / 127, q = round(w / scale).
+// int4, as llama.cpp's Q4_0: per block of 32, d = (the value of largest magnitude) / -8 (rounded to
+// bf16 first, so the kernel multiplies by exactly the scale used here), q = round(w / d) + 8 in
+// [0, 15]. Rows are transposed 64 at a time through a small buffer.
+PackedWeight PackInt4(const ConstTensor& w) {
+  const int64_t K = w.shape[0], N = w.shape[1], blocks = device::QuantBlocks(K);
+  const int64_t row_bytes = device::Int4RowBytes(K);
+  const float* src = reinterpret_cast<const float*>(w.data);
+  auto p = ConstTensor::Allocate(qeff::v1::I4, {N, row_bytes});
+  auto scale = ConstTensor::Allocate(qeff::v1::BF16, {N, blocks});
+  uint8_t* dst = p->mutable_data();
+  uint16_t* sc = reinterpret_cast<uint16_t*>(scale->mutable_data());
+  std::memset(dst, 0x88, static_cast<size_t>(N * row_bytes));  // padding: nibble 8 = 0
+  constexpr int64_t kRows = 64;
+  std::vector<float> rows(static_cast<size_t>(kRows * K));
+  for (int64_t n0 = 0; n0 < N; n0 += kRows) {
+    const int64_t nr = std::min(kRows, N - n0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < nr; ++r) rows[r * K + k] = src[k * N + n0 + r];
+    for (int64_t r = 0; r < nr; ++r) {
+      const float* row = rows.data() + r * K;
+      const int64_t n = n0 + r;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t k0 = b * device::kQuantBlock, k1 = std::min(K, k0 + device::kQuantBlock);
+        float peak = 0.0f;
+        for (int64_t k = k0; k < k1; ++k)
+          if (std::fabs(row[k]) > std::fabs(peak)) peak = row[k];
+        const uint16_t d = ToBf16(peak / -8.0f);
+        sc[n * blocks + b] = d;
+        uint32_t bits = static_cast<uint32_t>(d) << 16;
+        float df;
+        std::memcpy(&df, &bits, 4);
+        const float inv = df != 0.0f ? 1.0f / df : 0.0f;
+        uint8_t* out = dst + n * row_bytes + b * 16;
+        for (int64_t k = k0; k < k1; ++k) {
+          const int q = static_cast<int>(std::max(0.0f, std::min(15.0f, std::nearbyint(row[k] * inv) + 8.0f)));
+          const int64_t i = (k - k0) % 16;
+          out[i] = (k - k0) < 16 ? static_cast<uint8_t>((out[i] & 0xf0) | q) : static_cast<uint8_t>((out[i] & 0x0f) | (q << 4));
+        }
+      }
+    }
+  }
+  PackedWeight packed;
+  packed.weight = p;
+  packed.scale = scale;
+  return packed;
+}
+
 PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
   auto key = std::make_pair(w.data, static_cast<int>(dtype));
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
+  if (dtype == qeff::v1::I4) return cache.packed[key] = PackInt4(w);
   const int64_t K = w.shape[0], N = w.shape[1];
   const float* src = reinterpret_cast<const float*>(w.data);
   PackedWeight packed;

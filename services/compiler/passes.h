@@ -1,8 +1,9 @@
 // IR passes run on every specialization, in this order:
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed [N,K] weights
-//                      (fp32, bf16, or int8 with a float scale per output row)
+//                      (fp32, bf16, int8 with a float scale per output row, or int4 with a
+//                      bf16 scale per block of 32: device/cpu/kernels_quant.h)
 //   PackExperts        SparseMoE's weights packed like Linear's ([N,K] in the weight dtype; the
-//                      router stays fp32), int8 scales appended after the experts
+//                      router stays fp32), int8/int4 scales appended after the experts
 //   FuseAttention      attention over the whole retained KV cache (CtxGather[CB] -> q·kᵀ ->
 //                      [Reshape] -> Div/Mul by scalars, soft-cap Tanh -> Where(mask, fill) ->
 //                      Softmax -> ·v [-> Reshape]) -> one CachedAttention op that reads the
@@ -27,11 +28,11 @@ namespace qeff::compiler {
 
 // Packed weights shared by all specializations of one compile (keyed by source bytes).
 struct PackedWeight {
-  ConstPtr weight;  // [N,K]
-  ConstPtr scale;   // [N] for int8 (symmetric, per output row), else null
+  ConstPtr weight;  // [N,K] ([N, 16·ceil(K/32)] bytes for int4)
+  ConstPtr scale;   // int8: [N] f32 (symmetric, per output row); int4: [N, ceil(K/32)] bf16; else null
 };
 struct WeightCache {
-  device::DType weight_dtype = qeff::v1::F32;  // F32, BF16 or I8 for Linear weights
+  device::DType weight_dtype = qeff::v1::F32;  // F32, BF16, I8 or I4 for Linear weights
   std::map<std::pair<const uint8_t*, int>, PackedWeight> packed;
 };
 

@@ -500,7 +500,7 @@ TEST_F(HttpTest, BadServeSpecsFailAtStartup) {
       {kGpt2.string() + ",ctx_len=abc", "'ctx_len' must be a non-negative integer"},
       {kGpt2.string() + ",color=blue", "unknown key 'color'"},
       {kGpt2.string() + ",ctx_len=64,ctx_len=32", "given twice"},
-      {kGpt2.string() + ",weight_dtype=fp8", "weight_dtype must be fp32, bf16 or int8"},
+      {kGpt2.string() + ",weight_dtype=fp8", "weight_dtype must be fp32, bf16, int8 or int4"},
       {kGpt2.string() + ",prefill_seq_len=128,ctx_len=64", "prefill_seq_len"},
       {(suite_dir_ / "no-such-model").string(), "no-such-model"},
       {",id=x", "MODEL is empty"},

@@ -147,9 +147,14 @@ TEST_P(MoeKernelTest, MatchesReferenceAndReadsOnlyRoutedExperts) {
   std::vector<TensorRef> out = {{y.data(), qeff::v1::F32, {c.T, c.H}}};
   ASSERT_TRUE(RunSparseMoE(op, in, out, &pool).ok());
   const std::vector<double> want = Reference(c, x, router, ex);
-  double worst = 0;
-  for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(y[i] - want[i]));
-  EXPECT_LE(worst, 2e-4) << "T=" << c.T << " H=" << c.H << " I=" << c.I;
+  double worst = 0, peak = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    worst = std::max(worst, std::fabs(y[i] - want[i]));
+    peak = std::max(peak, std::fabs(want[i]));
+  }
+  // int8 experts also quantize their inputs per block of 32 (kernels_quant.h), which the
+  // dequantized-weight reference does not: 2% of the output's range there.
+  EXPECT_LE(worst, c.int8 ? 0.02 * peak : 2e-4) << "T=" << c.T << " H=" << c.H << " I=" << c.I << " peak " << peak;
 
   // Row independence: the last token alone gives the same bits.
   std::vector<float> y1(c.H);

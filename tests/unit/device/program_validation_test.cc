@@ -193,7 +193,7 @@ TEST_F(ProgramValidationTest, OperandsAndShapes) {
         w->set_dtype(qeff::v1::I8);
         w->set_bytes(w->bytes() / 4);
       },
-      absl::StatusCode::kDataLoss, {"int8 weights need a scale input"});
+      absl::StatusCode::kDataLoss, {"int8 and int4 weights need a scale input"});
 }
 
 TEST_F(ProgramValidationTest, Storage) {

@@ -85,4 +85,15 @@ double MaxDiff(const std::vector<float>& a, const float* b) {
   return d;
 }
 
+double Cosine(const std::vector<float>& a, const float* b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  const double c = ab / std::sqrt(aa * bb);
+  return std::isfinite(c) ? c : 0.0;
+}
+
 }  // namespace qeff::testing

@@ -44,4 +44,8 @@ int SpecIndex(const device::Session& s, int seq_len);
 // max_i |a[i] - b[i]|; infinity if anything is NaN.
 double MaxDiff(const std::vector<float>& a, const float* b);
 
+// Cosine similarity of a and b[0 .. a.size()) (0 if either is zero or NaN).
+double Cosine(const std::vector<float>& a, const float* b);
+inline double Cosine(const std::vector<float>& a, const std::vector<float>& b) { return Cosine(a, b.data()); }
+
 }  // namespace qeff::testing

@@ -1,0 +1,134 @@
+// Speed of the cpu Linear kernel alone, per weight dtype and batch rows M: weight bytes streamed
+// per second (decode, M small) and multiply-adds per second (prefill, M large). Interleaves the
+// dtypes round by round so bandwidth drift hits all alike; prints one JSON line per case.
+//
+//   qeff-linear-bench [--k 2048] [--n 5632] [--m 1,4,8,32,512] [--dtypes fp32,bf16,int8,int4]
+//                     [--threads 1] [--rounds 5]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_split.h"
+#include "device/cpu/kernels.h"
+#include "device/cpu/kernels_quant.h"
+#include "device/cpu/thread_pool.h"
+
+namespace {
+
+using qeff::device::DType;
+using qeff::device::TensorRef;
+
+struct Case {
+  std::string name;
+  DType dtype;
+  std::vector<uint8_t> w, scale;
+  TensorRef wref, sref;
+  bool scaled = false;
+};
+
+Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) {
+  Case c;
+  c.name = name;
+  std::uniform_int_distribution<int> byte(0, 255);
+  auto fill = [&](std::vector<uint8_t>& v, size_t n) {
+    v.resize(n);
+    for (auto& b : v) b = static_cast<uint8_t>(byte(rng));
+  };
+  if (name == "fp32") {
+    c.dtype = qeff::v1::F32;
+    std::vector<float> f(static_cast<size_t>(N * K));
+    std::normal_distribution<float> d(0, 0.02f);
+    for (auto& v : f) v = d(rng);
+    c.w.resize(f.size() * 4);
+    std::memcpy(c.w.data(), f.data(), c.w.size());
+    c.wref = {c.w.data(), c.dtype, {N, K}};
+  } else if (name == "bf16") {
+    c.dtype = qeff::v1::BF16;
+    fill(c.w, static_cast<size_t>(N * K * 2));
+    for (size_t i = 1; i < c.w.size(); i += 2) c.w[i] = 0x3c;  // finite, small
+    c.wref = {c.w.data(), c.dtype, {N, K}};
+  } else if (name == "int8") {
+    c.dtype = qeff::v1::I8;
+    fill(c.w, static_cast<size_t>(N * K));
+    std::vector<float> s(static_cast<size_t>(N), 0.001f);
+    c.scale.resize(s.size() * 4);
+    std::memcpy(c.scale.data(), s.data(), c.scale.size());
+    c.wref = {c.w.data(), c.dtype, {N, K}};
+    c.sref = {c.scale.data(), qeff::v1::F32, {N}};
+    c.scaled = true;
+  } else if (name == "int4") {
+    c.dtype = qeff::v1::I4;
+    fill(c.w, static_cast<size_t>(N * qeff::device::Int4RowBytes(K)));
+    c.scale.assign(static_cast<size_t>(N * qeff::device::QuantBlocks(K) * 2), 0x3c);
+    c.wref = {c.w.data(), c.dtype, {N, qeff::device::Int4RowBytes(K)}};
+    c.sref = {c.scale.data(), qeff::v1::BF16, {N, qeff::device::QuantBlocks(K)}};
+    c.scaled = true;
+  } else {
+    std::fprintf(stderr, "unknown dtype %s (fp32, bf16, int8, int4)\n", name.c_str());
+    std::exit(2);
+  }
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qeff Linear kernel benchmark"};
+  int64_t K = 2048, N = 5632;
+  int threads = 1, rounds = 5;
+  std::string ms = "1,4,8,32,512", dtypes = "fp32,bf16,int8,int4";
+  app.add_option("--k", K);
+  app.add_option("--n", N);
+  app.add_option("--m", ms);
+  app.add_option("--dtypes", dtypes);
+  app.add_option("--threads", threads);
+  app.add_option("--rounds", rounds);
+  CLI11_PARSE(app, argc, argv);
+  std::mt19937 rng(1);
+  std::vector<Case> cases;
+  for (const auto& d : absl::StrSplit(dtypes, ',')) cases.push_back(MakeCase(std::string(d), N, K, rng));
+  qeff::device::ThreadPool pool(threads);
+  qeff::v1::Op op;
+  op.set_type("Linear");
+  qeff::device::SetAttrInt(op, "rowwise", 1);
+  for (const auto& mstr : absl::StrSplit(ms, ',')) {
+    const int64_t M = std::stoll(std::string(mstr));
+    std::vector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+    std::normal_distribution<float> d(0, 1);
+    for (auto& v : x) v = d(rng);
+    std::vector<double> best(cases.size(), 1e30);
+    for (int r = 0; r < rounds; ++r) {
+      for (size_t i = 0; i < cases.size(); ++i) {
+        Case& c = cases[i];
+        std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {M, K}}, c.wref, TensorRef{}};
+        if (c.scaled) in.push_back(c.sref);
+        const std::vector<TensorRef> out = {{y.data(), qeff::v1::F32, {M, N}}};
+        // Enough calls for ~0.2 s of work at a guessed speed, at least 3.
+        const int calls = std::max<int64_t>(3, std::min<int64_t>(200, (int64_t{4} << 30) / (M * N * K + c.w.size())));
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int j = 0; j < calls; ++j) {
+          auto st = qeff::device::RunKernel(op, in, out, &pool);
+          if (!st.ok()) {
+            std::fprintf(stderr, "%s\n", st.ToString().c_str());
+            return 1;
+          }
+        }
+        best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls);
+      }
+    }
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const double bytes = static_cast<double>(cases[i].w.size() + cases[i].scale.size());
+      std::printf("{\"dtype\": \"%s\", \"threads\": %d, \"M\": %lld, \"K\": %lld, \"N\": %lld, \"ms\": %.3f, "
+                  "\"weight_gb_per_s\": %.2f, \"gmac_per_s\": %.2f}\n",
+                  cases[i].name.c_str(), threads, static_cast<long long>(M), static_cast<long long>(K),
+                  static_cast<long long>(N), best[i] * 1e3, bytes / best[i] / 1e9,
+                  static_cast<double>(M) * N * K / best[i] / 1e9);
+    }
+  }
+  return 0;
+}
