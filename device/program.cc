@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kMaxProgramBytes = 1ull << 30;
-constexpr int kProgramFormatVersion = 1;  // must match services/compiler/compiler.cc
+constexpr int kProgramFormatVersion = 2;  // must match services/compiler/compiler.cc (2: Linear panels)
 // Sanity bounds: far above anything the compiler writes, low enough that no arithmetic on them
 // overflows.
 constexpr int kMaxThreads = 1024;

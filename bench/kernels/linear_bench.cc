@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_split.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
 #include "device/cpu/thread_pool.h"
 
@@ -41,17 +42,17 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
   };
   if (name == "fp32") {
     c.dtype = qeff::v1::F32;
-    std::vector<float> f(static_cast<size_t>(N * K));
+    std::vector<float> f(static_cast<size_t>(qeff::device::LinearPanels(N) * K * qeff::device::kLinearPanel));
     std::normal_distribution<float> d(0, 0.02f);
     for (auto& v : f) v = d(rng);
-    c.w.resize(f.size() * 4);
-    std::memcpy(c.w.data(), f.data(), c.w.size());
-    c.wref = {c.w.data(), c.dtype, {N, K}};
+    c.w.resize(static_cast<size_t>(qeff::device::LinearPanels(N) * K * qeff::device::kLinearPanel * 4));
+    std::memcpy(c.w.data(), f.data(), std::min(c.w.size(), f.size() * 4));
+    c.wref = {c.w.data(), c.dtype, {qeff::device::LinearPanels(N), K, qeff::device::kLinearPanel}};
   } else if (name == "bf16") {
     c.dtype = qeff::v1::BF16;
-    fill(c.w, static_cast<size_t>(N * K * 2));
+    fill(c.w, static_cast<size_t>(qeff::device::LinearPanels(N) * K * qeff::device::kLinearPanel * 2));
     for (size_t i = 1; i < c.w.size(); i += 2) c.w[i] = 0x3c;  // finite, small
-    c.wref = {c.w.data(), c.dtype, {N, K}};
+    c.wref = {c.w.data(), c.dtype, {qeff::device::LinearPanels(N), K, qeff::device::kLinearPanel}};
   } else if (name == "int8") {
     c.dtype = qeff::v1::I8;
     fill(c.w, static_cast<size_t>(N * K));
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
   qeff::device::ThreadPool pool(threads);
   qeff::v1::Op op;
   op.set_type("Linear");
-  qeff::device::SetAttrInt(op, "rowwise", 1);
+  qeff::device::SetAttrInt(op, "out_features", N);
   for (const auto& mstr : absl::StrSplit(ms, ',')) {
     const int64_t M = std::stoll(std::string(mstr));
     std::vector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));

@@ -36,9 +36,10 @@ void SetAttrInt(qeff::v1::Op& op, const std::string& name, int64_t v);
 void SetAttrFloat(qeff::v1::Op& op, const std::string& name, float v);
 void SetAttrInts(qeff::v1::Op& op, const std::string& name, const std::vector<int64_t>& v);
 
-// SparseMoE (kernels_moe.cc): in = (x [..., H], router [E, H] f32, then per expert gate [I, H],
-// up [I, H], down [H, I] (f32|bf16|i8|i4), then per expert the three scales when the weights
-// are i8 or i4, as Linear takes them); attrs num_experts, top_k, normalize, rowwise. Only the
+// SparseMoE (kernels_moe.cc): in = (x [..., H], router (f32, E outputs of H), then per expert
+// gate and up (I outputs of H) and down (H outputs of I) in one of f32|bf16|i8|i4, then per
+// expert the three scales when the weights are i8 or i4; every weight packed as Linear takes
+// it, kernels_linalg.h); attrs num_experts, top_k, normalize, intermediate_size (I). Only the
 // experts some token is routed to are read. (RunKernel for an op of type SparseMoE.)
 absl::Status RunSparseMoE(const qeff::v1::Op& op, const std::vector<TensorRef>& in,
                           const std::vector<TensorRef>& out, ThreadPool* pool);

@@ -1,6 +1,9 @@
-// MatMul (batched, broadcast, optional transposed B) and Linear (x · Wᵀ + b with packed
-// weights). Decode is a GEMV bounded by memory bandwidth, so small-M Linear uses our own
-// AVX-512 kernel streaming each weight row once; large M goes to OpenBLAS sgemm.
+// MatMul (batched, broadcast, optional transposed B; OpenBLAS sgemm for large products) and
+// Linear (x · Wᵀ + b with packed weights). fp32/bf16 Linear runs one register-tiled kernel at
+// every M over weights packed in panels of 64 output columns (kernels_linalg.h): a step over k
+// broadcasts one input value per row against 64 consecutive weights, so each weight load feeds
+// up to six rows (decode batches and prefill alike) and no horizontal sums are needed. int8 and
+// int4 weights go to kernels_quant.h.
 #include <cblas.h>
 
 #include <algorithm>
@@ -27,70 +30,83 @@ inline float Bf16ToF32(uint16_t v) {
   return f;
 }
 
-// Weight element as float.
 inline float WeightValue(float v) { return v; }
 inline float WeightValue(uint16_t v) { return Bf16ToF32(v); }
 
-// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n in [n0, n1), portable version.
+// k is blocked so a block of the panel (256 x 64 weights) stays in L1/L2 while every tile of
+// input rows passes over it; partial sums wait in y between blocks. Each output is one running
+// sum over k in order, whatever the tiling: a row's result never depends on its batch.
+constexpr int64_t kBlockK = 256;
+
+// Portable: y[m, 64p + j] for the panel's `cols` columns.
 template <typename W>
-void LinearRowsGeneric(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
-                       int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const W* row = w + n * K;
-    for (int64_t m = 0; m < M; ++m) {
-      const float* xm = x + m * K;
+void PanelGeneric(const float* x, int64_t M, int64_t K, const W* panel, const float* bias, float* y, int64_t N,
+                  int64_t cols) {
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t j = 0; j < cols; ++j) {
       float acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += xm[k] * WeightValue(row[k]);
-      y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+      for (int64_t k = 0; k < K; ++k) acc += x[m * K + k] * WeightValue(panel[k * kLinearPanel + j]);
+      y[m * N + j] = acc + (bias ? bias[j] : 0.0f);
     }
   }
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const float* p, __mmask16 mask) {
-  return _mm512_maskz_loadu_ps(mask, p);
-}
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 LoadW(const uint16_t* p, __mmask16 mask) {
-  __m256i h = _mm256_maskz_loadu_epi16(mask, p);
+#define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+QEFF_AVX512 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
+QEFF_AVX512 inline __m512 LoadW(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// One weight row at a time, read front to back, against MR input rows. A single sequential
-// stream is what the hardware prefetcher follows best: interleaving four rows measured 16 GB/s
-// on one core, this 27 GB/s (of 28.5 GB/s read bandwidth). Four accumulators per input row
-// hide the FMA latency.
+// MR input rows x 64 columns of one panel over k in [k0, k1): 4·MR accumulators (24 at MR 6,
+// plus 4 weight vectors and a broadcast: within the 32 registers).
 template <int MR, typename W>
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void LinearBlockAvx512(const float* x, int64_t K,
-                                                                                const W* w, const float* bias,
-                                                                                float* y,
-                                                                                int64_t N, int64_t n0, int64_t n1) {
-  const int64_t k64 = K / 64 * 64;
-  for (int64_t n = n0; n < n1; ++n) {
-    const W* r = w + n * K;
-    __m512 acc[MR][4];
-    for (int m = 0; m < MR; ++m)
-      for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k < k64; k += 64) {
-      const __m512 w0 = LoadW(r + k, 0xffff), w1 = LoadW(r + k + 16, 0xffff), w2 = LoadW(r + k + 32, 0xffff),
-                   w3 = LoadW(r + k + 48, 0xffff);
-      for (int m = 0; m < MR; ++m) {
-        const float* xm = x + m * K + k;
-        acc[m][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m][0]);
-        acc[m][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc[m][1]);
-        acc[m][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xm + 32), acc[m][2]);
-        acc[m][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xm + 48), acc[m][3]);
-      }
-    }
-    for (; k < K; k += 16) {
-      const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xffff)
-                                         : static_cast<__mmask16>((1u << (K - k)) - 1);
-      const __m512 wv = LoadW(r + k, mask);
-      for (int m = 0; m < MR; ++m) acc[m][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + m * K + k), acc[m][0]);
-    }
+QEFF_AVX512 void PanelTile(const float* x, int64_t K, int64_t k0, int64_t k1, const W* panel, const float* bias,
+                           float* y, int64_t N, const __mmask16* mask) {
+  __m512 acc[MR][4];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < 4; ++v)
+      acc[m][v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[v], y + m * N + 16 * v);
+  for (int64_t k = k0; k < k1; ++k) {
+    const W* wk = panel + k * kLinearPanel;
+    const __m512 w0 = LoadW(wk), w1 = LoadW(wk + 16), w2 = LoadW(wk + 32), w3 = LoadW(wk + 48);
     for (int m = 0; m < MR; ++m) {
-      const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
-      y[m * N + n] = _mm512_reduce_add_ps(sum) + (bias ? bias[n] : 0.0f);
+      const __m512 xb = _mm512_set1_ps(x[m * K + k]);
+      acc[m][0] = _mm512_fmadd_ps(xb, w0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(xb, w1, acc[m][1]);
+      acc[m][2] = _mm512_fmadd_ps(xb, w2, acc[m][2]);
+      acc[m][3] = _mm512_fmadd_ps(xb, w3, acc[m][3]);
+    }
+  }
+  const bool last = k1 == K;
+  for (int v = 0; v < 4; ++v) {
+    const __m512 b = last && bias ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : _mm512_setzero_ps();
+    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(y + m * N + 16 * v, mask[v], last ? _mm512_add_ps(acc[m][v], b) : acc[m][v]);
+  }
+}
+
+template <typename W>
+QEFF_AVX512 void PanelAvx512(const float* x, int64_t M, int64_t K, const W* panel, const float* bias, float* y,
+                             int64_t N, int64_t cols) {
+  __mmask16 mask[4];
+  for (int v = 0; v < 4; ++v) {
+    const int64_t c = std::clamp<int64_t>(cols - 16 * v, 0, 16);
+    mask[v] = static_cast<__mmask16>((1u << c) - 1);
+  }
+  for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
+    const int64_t k1 = std::min(K, k0 + kBlockK);
+    for (int64_t m = 0; m < M; m += 6) {
+      const float* xm = x + m * K;
+      float* ym = y + m * N;
+      switch (std::min<int64_t>(6, M - m)) {
+        case 1: PanelTile<1>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+        case 2: PanelTile<2>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+        case 3: PanelTile<3>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+        case 4: PanelTile<4>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+        case 5: PanelTile<5>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+        default: PanelTile<6>(xm, K, k0, k1, panel, bias, ym, N, mask); break;
+      }
     }
   }
 }
@@ -101,32 +117,22 @@ bool HasAvx512() {
 }
 #endif
 
+// Panels [p0, p1) of y = x · Wᵀ + b.
 template <typename W>
-void LinearRows(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N,
-                int64_t n0, int64_t n1) {
+void PanelRange(const float* x, int64_t M, int64_t K, const W* w, const float* bias, float* y, int64_t N, int64_t p0,
+                int64_t p1) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const W* panel = w + p * K * kLinearPanel;
+    const int64_t c0 = p * kLinearPanel, cols = std::min(kLinearPanel, N - c0);
+    const float* b = bias ? bias + c0 : nullptr;
 #if defined(__x86_64__)
-  if (HasAvx512()) {
-    // Weight rows in blocks small enough to stay in L2 while every group of up to 4 input rows
-    // passes over them: each weight byte comes from memory once per call, whatever M is.
-    const int64_t block = std::max<int64_t>(4, (int64_t{96} << 10) / (K * static_cast<int64_t>(sizeof(W))) / 4 * 4);
-    for (int64_t nb = n0; nb < n1; nb += block) {
-      const int64_t ne = std::min(n1, nb + block);
-      for (int64_t m = 0; m < M; m += 4) {
-        const int64_t mr = std::min<int64_t>(4, M - m);
-        const float* xm = x + m * K;
-        float* ym = y + m * N;
-        switch (mr) {
-          case 1: LinearBlockAvx512<1>(xm, K, w, bias, ym, N, nb, ne); break;
-          case 2: LinearBlockAvx512<2>(xm, K, w, bias, ym, N, nb, ne); break;
-          case 3: LinearBlockAvx512<3>(xm, K, w, bias, ym, N, nb, ne); break;
-          default: LinearBlockAvx512<4>(xm, K, w, bias, ym, N, nb, ne); break;
-        }
-      }
+    if (HasAvx512()) {
+      PanelAvx512(x, M, K, panel, b, y + c0, N, cols);
+      continue;
     }
-    return;
-  }
 #endif
-  LinearRowsGeneric(x, M, K, w, bias, y, N, n0, n1);
+    PanelGeneric(x, M, K, panel, b, y + c0, N, cols);
+  }
 }
 
 }  // namespace
@@ -136,13 +142,15 @@ constexpr int64_t kMaxBlasDim = 0x7fffffff;  // cblas takes int dimensions
 absl::Status CheckLinearWeight(const TensorRef& w, const TensorRef* scale, int64_t N, int64_t K, const char* what) {
   const std::string name(what);
   if (auto st = ExpectDType(w, what, {qeff::v1::F32, qeff::v1::BF16, qeff::v1::I8, qeff::v1::I4}); !st.ok()) return st;
-  const bool i4 = w.dtype == qeff::v1::I4;
-  const Shape want = {N, i4 ? Int4RowBytes(K) : K};
+  const bool i4 = w.dtype == qeff::v1::I4, quantized = i4 || w.dtype == qeff::v1::I8;
+  const Shape want = i4          ? Shape{N, Int4RowBytes(K)}
+                     : quantized ? Shape{N, K}
+                                 : Shape{LinearPanels(N), K, kLinearPanel};
   if (w.shape != want) {
-    return RuleError(absl::StrCat(name, " ", ShapeString(w.shape), " is not ", ShapeString(want),
-                                  i4 ? " (int4: 16 bytes per block of 32)" : ""));
+    return RuleError(absl::StrCat(name, " ", ShapeString(w.shape), " is not ", ShapeString(want), " for ", N,
+                                  " outputs of ", K, " inputs",
+                                  i4 ? " (int4: 16 bytes per block of 32)" : quantized ? "" : " (panels of 64 outputs)"));
   }
-  const bool quantized = w.dtype == qeff::v1::I8 || i4;
   if (quantized != (scale != nullptr)) {
     return RuleError(absl::StrCat(name, ": int8 and int4 weights need a scale input (and only they take one)"));
   }
@@ -151,15 +159,16 @@ absl::Status CheckLinearWeight(const TensorRef& w, const TensorRef* scale, int64
   return absl::OkStatus();
 }
 
-absl::Status LinearRule(const LinearAttrs&, const Tensors& in, const Tensors& out) {
+absl::Status LinearRule(const LinearAttrs& attrs, const Tensors& in, const Tensors& out) {
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
-  if (w.shape.size() != 2 || x.shape.empty() || x.shape.back() < 1 || w.shape[0] > kMaxBlasDim ||
-      x.shape.back() > kMaxBlasDim || x.numel() / x.shape.back() > kMaxBlasDim) {
+  const int64_t N = attrs.out_features;
+  if (x.shape.empty() || x.shape.back() < 1 || N > kMaxBlasDim || x.shape.back() > kMaxBlasDim ||
+      x.numel() / x.shape.back() > kMaxBlasDim) {
     return RuleError(absl::StrCat("x ", ShapeString(x.shape), " does not fit w ", ShapeString(w.shape), " [N, K >= 1]"));
   }
-  const int64_t N = w.shape[0], K = x.shape.back();
+  const int64_t K = x.shape.back();
   if (in.size() > 2 && Present(in[2])) {
     if (auto st = ExpectLike(in[2], "bias", qeff::v1::F32, {N}); !st.ok()) return st;
   }
@@ -174,10 +183,11 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
   const TensorRef& x = in[0];
   const TensorRef& w = in[1];
   const float* bias = in.size() > 2 && in[2].data ? in[2].as<float>() : nullptr;
-  const int64_t K = x.shape.back(), N = w.shape[0];
+  const int64_t K = x.shape.back(), N = attrs.out_features;
   const int64_t M = x.numel() / K;
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
+  const bool parallel = pool != nullptr && N * K * M >= (1 << 16);
   if (w.dtype == qeff::v1::I8 || w.dtype == qeff::v1::I4) {
     // Integer dot products at every M (prefill too): no widening of the weights. The rows are
     // quantized once by this thread; workers only read them.
@@ -188,56 +198,16 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
     const float* row_scale = w.dtype == qeff::v1::I8 ? in[3].as<float>() : nullptr;
     const uint16_t* block_scale = w.dtype == qeff::v1::I4 ? in[3].as<uint16_t>() : nullptr;
     auto body = [&](int64_t n0, int64_t n1) { QuantLinearRows(*rows, w.data, row_scale, block_scale, bias, y, N, n0, n1); };
-    if (pool != nullptr && N * K * M >= (1 << 16)) pool->ParallelFor(N, 16, body);
+    if (parallel) pool->ParallelFor(N, 16, body);
     else body(0, N);
     return absl::OkStatus();
   }
-  // attr rowwise: decode steps stay on the row-by-row kernel at any batch, so a row's result
-  // never depends on the batch it runs in.
-  if (M > 8 && !attrs.rowwise) {
-    // Prefill is compute-bound: sgemm on fp32 weights; bf16 weights are widened to fp32 a block
-    // of rows at a time (in parallel) first. The scratch block is reused across calls.
-    const float* wf = w.dtype == qeff::v1::F32 ? w.as<float>() : nullptr;
-    static thread_local std::vector<float> scratch;
-    const int64_t block = wf ? N : std::max<int64_t>(16, (int64_t{2} << 20) / (K * 4));
-    if (!wf) scratch.resize(static_cast<size_t>(std::min(block, N) * K));
-    // Workers must write this thread's buffer, not their own thread_local one.
-    float* wide = scratch.data();
-    for (int64_t n0 = 0; n0 < N; n0 += block) {
-      const int64_t rows = std::min(block, N - n0);
-      const float* wblock = wf ? wf : wide;
-      if (!wf) {
-        auto widen = [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            float* dst = wide + r * K;
-            const uint16_t* src = w.as<uint16_t>() + (n0 + r) * K;
-            for (int64_t k = 0; k < K; ++k) dst[k] = Bf16ToF32(src[k]);
-          }
-        };
-        if (pool != nullptr) pool->ParallelFor(rows, 8, widen);
-        else widen(0, rows);
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(rows),
-                  static_cast<int>(K), 1.0f, px, static_cast<int>(K), wblock, static_cast<int>(K), 0.0f, y + n0,
-                  static_cast<int>(N));
-    }
-    if (bias) {
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
-    }
-    return absl::OkStatus();
-  }
-  auto body = [&](int64_t n0, int64_t n1) {
-    switch (w.dtype) {
-      case qeff::v1::BF16: LinearRows(px, M, K, w.as<uint16_t>(), bias, y, N, n0, n1); break;
-      default: LinearRows(px, M, K, w.as<float>(), bias, y, N, n0, n1); break;
-    }
+  auto body = [&](int64_t p0, int64_t p1) {
+    if (w.dtype == qeff::v1::BF16) PanelRange(px, M, K, w.as<uint16_t>(), bias, y, N, p0, p1);
+    else PanelRange(px, M, K, w.as<float>(), bias, y, N, p0, p1);
   };
-  if (pool != nullptr && N * K >= (1 << 16)) {
-    pool->ParallelFor(N, 16, body);
-  } else {
-    body(0, N);
-  }
+  if (parallel) pool->ParallelFor(LinearPanels(N), 1, body);
+  else body(0, LinearPanels(N));
   return absl::OkStatus();
 }
 
@@ -335,9 +305,8 @@ absl::Status MatMulKernel(const MatMulAttrs& attrs, const Tensors& in, const Ten
 }  // namespace
 
 absl::Status ParseLinear(AttrReader& r, LinearAttrs* a) {
-  const int64_t rowwise = r.Int("rowwise", 0);
-  if (rowwise != 0 && rowwise != 1) return RuleError(absl::StrCat("rowwise ", rowwise, " is not 0 or 1"));
-  a->rowwise = rowwise != 0;
+  a->out_features = r.Int("out_features", 0);
+  if (a->out_features < 1) return RuleError(absl::StrCat("out_features ", a->out_features, " is not >= 1"));
   return absl::OkStatus();
 }
 

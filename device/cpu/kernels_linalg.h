@@ -7,17 +7,24 @@
 
 namespace qeff::device {
 
+// fp32 and bf16 Linear weights are packed in panels of 64 output columns: w [ceil(N/64), K, 64]
+// holds W[64p + j][k] at [p][k][j] (zeros past N). Every kernel computes each output row from
+// its input row alone, in the same order whatever the batch, so a sequence's results do not
+// depend on the rows it shares a step with (continuous batching relies on it).
+constexpr int64_t kLinearPanel = 64;
+inline int64_t LinearPanels(int64_t N) { return (N + kLinearPanel - 1) / kLinearPanel; }
+
 struct LinearAttrs {
-  // The row-by-row kernel at any M (a row's result never depends on its batch); otherwise
-  // M > 8 goes to sgemm.
-  bool rowwise = false;
+  int64_t out_features = 0;  // N (the packed fp32/bf16 shape rounds it up to whole panels)
 };
 
 // in = (x [..., K] f32, w, bias [N] f32 or absent, scale), out [..., N] f32, with w and scale
-// one of: w [N, K] f32 or bf16 and no scale; w [N, K] i8 and scale [N] f32 (per row); w i4
-// [N, Int4RowBytes(K)] and scale [N, QuantBlocks(K)] bf16 (per block of 32; kernels_quant.h).
+// one of: w [ceil(N/64), K, 64] f32 or bf16 and no scale; w [N, K] i8 and scale [N] f32 (per
+// row); w i4 [N, Int4RowBytes(K)] and scale [N, QuantBlocks(K)] bf16 (per block of 32;
+// kernels_quant.h).
 absl::Status LinearRule(const LinearAttrs& attrs, const Tensors& in, const Tensors& out);
-// w (and its scale, null when absent) as the weight of an [N, K] Linear; `what` names it in errors.
+// w (and its scale, null when absent) as the packed weight of a Linear with N outputs and K
+// inputs; `what` names it in errors.
 absl::Status CheckLinearWeight(const TensorRef& w, const TensorRef* scale, int64_t N, int64_t K, const char* what);
 // Runs on tensors that satisfy LinearRule.
 absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Tensors& out, ThreadPool* pool);

@@ -26,9 +26,8 @@ struct MoeScratch {
 };
 
 struct MoeAttrs {
-  int64_t num_experts = 0, top_k = 0;
+  int64_t num_experts = 0, top_k = 0, intermediate_size = 0;
   bool normalize = false;
-  LinearAttrs linear;  // rowwise
 };
 
 void SetView(TensorRef* t, float* data, int64_t rows, int64_t cols) {
@@ -40,16 +39,17 @@ void SetView(TensorRef* t, float* data, int64_t rows, int64_t cols) {
 absl::Status ParseMoe(AttrReader& r, MoeAttrs* a) {
   a->num_experts = r.Int("num_experts", 0);
   a->top_k = r.Int("top_k", 0);
-  const int64_t normalize = r.Int("normalize", 0), rowwise = r.Int("rowwise", 0);
+  a->intermediate_size = r.Int("intermediate_size", 0);
+  const int64_t normalize = r.Int("normalize", 0);
   if (a->num_experts < 1 || a->num_experts > kMaxExperts || a->top_k < 1 || a->top_k > a->num_experts) {
     return RuleError(absl::StrCat("bad num_experts / top_k: num_experts = ", a->num_experts, ", top_k = ", a->top_k,
                                   " must satisfy 1 <= top_k <= num_experts <= ", kMaxExperts));
   }
-  if ((normalize != 0 && normalize != 1) || (rowwise != 0 && rowwise != 1)) {
-    return RuleError("normalize and rowwise must be 0 or 1");
+  if (a->intermediate_size < 1) return RuleError("intermediate_size must be >= 1");
+  if (normalize != 0 && normalize != 1) {
+    return RuleError("normalize must be 0 or 1");
   }
   a->normalize = normalize != 0;
-  a->linear.rowwise = rowwise != 0;
   return absl::OkStatus();
 }
 
@@ -62,13 +62,10 @@ absl::Status MoeRule(const MoeAttrs& a, const Tensors& in, const Tensors& out) {
   const TensorRef& x = in[0];
   const TensorRef& router = in[1];
   if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
-  if (x.shape.empty() || x.shape.back() < 1 || router.shape.size() != 2 || router.shape[0] != E ||
-      router.shape[1] != x.shape.back() || router.dtype != qeff::v1::F32) {
-    return RuleError("router must be f32 [experts, hidden]");
-  }
-  const int64_t H = x.shape.back();
-  const int64_t I = in[2].shape.size() == 2 ? in[2].shape[0] : 0;
-  if (I < 1) return RuleError("expert 0's gate must be [intermediate >= 1, hidden]");
+  if (x.shape.empty() || x.shape.back() < 1) return RuleError("x must be [..., hidden >= 1]");
+  const int64_t H = x.shape.back(), I = a.intermediate_size;
+  if (router.dtype != qeff::v1::F32) return RuleError("the router must be f32");
+  if (auto st = CheckLinearWeight(router, nullptr, E, H, "router"); !st.ok()) return st;
   const DType wt = in[2].dtype;
   if ((wt == qeff::v1::I8 || wt == qeff::v1::I4) != scaled) {
     return RuleError("int8 and int4 expert weights need scale inputs (and only they take them)");
@@ -94,7 +91,7 @@ absl::Status SparseMoE(const MoeAttrs& attrs, const Tensors& in, const Tensors& 
   const TensorRef& x = in[0];
   const TensorRef& router = in[1];
   const int64_t H = x.shape.back(), T = x.numel() / H;
-  const int64_t I = in[2].shape[0];
+  const int64_t I = attrs.intermediate_size;
   static thread_local MoeScratch s;
   auto linear = [&](const float* xin, int64_t rows, int64_t k, const TensorRef& w, const TensorRef* scale,
                     float* y, int64_t n) {
@@ -106,7 +103,7 @@ absl::Status SparseMoE(const MoeAttrs& attrs, const Tensors& in, const Tensors& 
     s.lin_in[2] = TensorRef{};
     if (scale != nullptr) s.lin_in[3] = *scale;
     SetView(&s.lin_out[0], y, rows, n);
-    return LinearKernel(attrs.linear, s.lin_in, s.lin_out, pool);
+    return LinearKernel(LinearAttrs{n}, s.lin_in, s.lin_out, pool);
   };
 
   // Routing: logits, softmax, top k.

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kProgramFormatVersion = 1;  // must match device/session.cc
+constexpr int kProgramFormatVersion = 2;  // must match device/program.cc (2: Linear panels)
 
 }  // namespace
 
@@ -157,16 +157,6 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     ElideFullGather(g);
     RetainState(g);
     EliminateDeadCode(g);
-    // Decode rows must not depend on how many sequences share the step (continuous batching
-    // gives each request the tokens it gets alone): pin every Linear of a one-token
-    // specialization to the row-by-row kernel whatever the batch.
-    if (s.seq_len == 1) {
-      for (auto& n : g.nodes) {
-        if (!n.dead && (n.op.type() == "Linear" || n.op.type() == "SparseMoE")) {
-          device::SetAttrInt(n.op, "rowwise", 1);
-        }
-      }
-    }
     const MemoryPlan plan = PlanMemory(g);
     progress("write", absl::StrCat(s.name, ": writing program and weights"), si, total);
     QEFF_ASSIGN_OR_RETURN(qeff::v1::ProgramSpecialization sp, EmitSpecialization(g, plan, weights));

@@ -19,7 +19,7 @@
 namespace qeff::compiler {
 
 // Bumped whenever the bytes a compile produces change for the same inputs.
-inline constexpr int kCompilerFormatVersion = 2;
+inline constexpr int kCompilerFormatVersion = 3;  // 3: Linear weight panels, int4
 
 struct CompileOptions {
   std::string target = "cpu";

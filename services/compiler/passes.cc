@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
 
 namespace qeff::compiler {
@@ -94,43 +95,49 @@ PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& 
   const int64_t K = w.shape[0], N = w.shape[1];
   const float* src = reinterpret_cast<const float*>(w.data);
   PackedWeight packed;
-  auto p = ConstTensor::Allocate(dtype, {N, K});
-  std::shared_ptr<ConstTensor> scale;
-  std::vector<float> inv_scale;
   if (dtype == qeff::v1::I8) {
-    scale = ConstTensor::Allocate(qeff::v1::F32, {N});
-    std::vector<float> absmax(N, 0.0f);
+    // Symmetric per output row: scale = max|w| / 127, q = round(w / scale); [N, K].
+    auto p = ConstTensor::Allocate(dtype, {N, K});
+    auto scale = ConstTensor::Allocate(qeff::v1::F32, {N});
+    std::vector<float> absmax(N, 0.0f), inv_scale(N);
     for (int64_t k = 0; k < K; ++k)
       for (int64_t n = 0; n < N; ++n) absmax[n] = std::max(absmax[n], std::fabs(src[k * N + n]));
-    inv_scale.resize(N);
     for (int64_t n = 0; n < N; ++n) {
       const float s = absmax[n] > 0 ? absmax[n] / 127.0f : 1.0f;
       reinterpret_cast<float*>(scale->mutable_data())[n] = s;
       inv_scale[n] = 1.0f / s;
     }
-  }
-  // Blocked transpose keeps both sides cache-friendly for multi-hundred-MB matrices.
-  constexpr int64_t kB = 64;
-  for (int64_t k0 = 0; k0 < K; k0 += kB) {
-    for (int64_t n0 = 0; n0 < N; n0 += kB) {
-      for (int64_t k = k0; k < std::min(K, k0 + kB); ++k) {
-        for (int64_t n = n0; n < std::min(N, n0 + kB); ++n) {
-          const float v = src[k * N + n];
-          if (dtype == qeff::v1::BF16) {
-            reinterpret_cast<uint16_t*>(p->mutable_data())[n * K + k] = ToBf16(v);
-          } else if (dtype == qeff::v1::I8) {
-            const float q = std::nearbyint(v * inv_scale[n]);
-            reinterpret_cast<int8_t*>(p->mutable_data())[n * K + k] =
-                static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, q)));
-          } else {
-            reinterpret_cast<float*>(p->mutable_data())[n * K + k] = v;
-          }
+    // Blocked transpose keeps both sides cache-friendly for multi-hundred-MB matrices.
+    constexpr int64_t kB = 64;
+    int8_t* q = reinterpret_cast<int8_t*>(p->mutable_data());
+    for (int64_t k0 = 0; k0 < K; k0 += kB)
+      for (int64_t n0 = 0; n0 < N; n0 += kB)
+        for (int64_t k = k0; k < std::min(K, k0 + kB); ++k)
+          for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
+            q[n * K + k] = static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(src[k * N + n] * inv_scale[n]))));
+    packed.weight = p;
+    packed.scale = scale;
+  } else {
+    // fp32 / bf16 panels (device/cpu/kernels_linalg.h): panel p, row k = source row k's columns
+    // 64p .. 64p+63, so packing is a sequential copy.
+    const int64_t P = device::kLinearPanel, panels = device::LinearPanels(N);
+    auto p = ConstTensor::Allocate(dtype, {panels, K, P});
+    for (int64_t pi = 0; pi < panels; ++pi) {
+      const int64_t c0 = pi * P, cols = std::min(P, N - c0);
+      for (int64_t k = 0; k < K; ++k) {
+        const float* row = src + k * N + c0;
+        const int64_t at = (pi * K + k) * P;
+        if (dtype == qeff::v1::BF16) {
+          uint16_t* d = reinterpret_cast<uint16_t*>(p->mutable_data()) + at;
+          for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? ToBf16(row[j]) : 0;
+        } else {
+          float* d = reinterpret_cast<float*>(p->mutable_data()) + at;
+          for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? row[j] : 0.0f;
         }
       }
     }
+    packed.weight = p;
   }
-  packed.weight = p;
-  packed.scale = scale;
   cache.packed[key] = packed;
   return packed;
 }
@@ -176,6 +183,7 @@ std::pair<int, int> AddPacked(IrGraph& g, const std::string& name, const PackedW
 void PackExperts(IrGraph& g, WeightCache& cache) {
   for (IrNode& n : g.nodes) {
     if (n.dead || n.op.type() != "SparseMoE") continue;
+    device::SetAttrInt(n.op, "intermediate_size", g.values[n.in[2]].shape[1]);  // gate [H, I]
     std::vector<int> scales;
     for (size_t i = 1; i < n.in.size(); ++i) {
       const IrValue& w = g.values[n.in[i]];
@@ -204,6 +212,7 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
     const auto [pv, sv] = AddPacked(g, w.name, PackWeight(*w.constant, cache.weight_dtype, cache));
     consumers.resize(g.values.size());
     n.op.set_type("Linear");
+    device::SetAttrInt(n.op, "out_features", N);
     n.in[1] = pv;
     // Inputs: x, w, bias (-1 until fused below), scale (int8 only).
     n.in.push_back(-1);

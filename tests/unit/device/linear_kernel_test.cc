@@ -1,8 +1,8 @@
-// The Linear kernel (decode GEMV and its multi-row tiles) against a plain double-precision
-// reference on odd shapes: fp32 and bf16 weights exactly (to rounding); int8 and int4 weights
-// (kernels_quant.h) against the reference of the same quantization, on the VNNI and the
-// portable path, and within a stated error of the unquantized product. With `rowwise` (what the
-// compiler sets on decode specializations) a row's result is bit-identical whatever the batch.
+// The Linear kernel against a plain double-precision reference on odd shapes (K across the
+// 256-wide k blocks, N across 64-wide panels, M across 6-row tiles): fp32 and bf16 weights
+// exactly (to rounding); int8 and int4 weights (kernels_quant.h) against the reference of the
+// same quantization, on the VNNI and the portable path, and within a stated error of the
+// unquantized product. A row's result is bit-identical whatever the batch it runs in.
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
 #include "device/cpu/thread_pool.h"
 
@@ -37,12 +38,26 @@ struct Weights {
   std::vector<uint16_t> bf16, block_scale;  // block_scale: int4's bf16 scale per block of 32
   std::vector<int8_t> i8;
   std::vector<uint8_t> i4;
+  std::vector<float> f32_panels;
+  std::vector<uint16_t> bf16_panels;
   TensorRef ref(int64_t N, int64_t K) {
-    void* p = dtype == qeff::v1::F32    ? static_cast<void*>(f32.data())
-              : dtype == qeff::v1::BF16 ? static_cast<void*>(bf16.data())
-              : dtype == qeff::v1::I4   ? static_cast<void*>(i4.data())
-                                        : static_cast<void*>(i8.data());
-    return {p, dtype, {N, dtype == qeff::v1::I4 ? Int4RowBytes(K) : K}};
+    if (dtype == qeff::v1::F32) return {Panels(f32, N, K, &f32_panels), dtype, {LinearPanels(N), K, kLinearPanel}};
+    if (dtype == qeff::v1::BF16) return {Panels(bf16, N, K, &bf16_panels), dtype, {LinearPanels(N), K, kLinearPanel}};
+    if (dtype == qeff::v1::I4) return {i4.data(), dtype, {N, Int4RowBytes(K)}};
+    return {i8.data(), dtype, {N, K}};
+  }
+  // Row-major [N, K] into panels of 64 outputs (kernels_linalg.h), written here independently
+  // of the compiler's packer; NaN in the padding proves the kernel never uses it.
+  template <typename T>
+  static T* Panels(const std::vector<T>& rows, int64_t N, int64_t K, std::vector<T>* out) {
+    T pad;
+    const float nan = NAN;
+    if constexpr (sizeof(T) == 4) std::memcpy(&pad, &nan, 4);
+    else pad = 0x7fc0;
+    out->assign(static_cast<size_t>(LinearPanels(N) * K * kLinearPanel), pad);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) (*out)[(n / kLinearPanel * K + k) * kLinearPanel + n % kLinearPanel] = rows[n * K + k];
+    return out->data();
   }
   TensorRef scale_ref(int64_t N, int64_t K) {
     if (dtype == qeff::v1::I8) return {scale.data(), qeff::v1::F32, {N}};
@@ -95,10 +110,10 @@ Weights MakeWeights(DType dtype, int64_t N, int64_t K, std::mt19937& rng) {
 }
 
 std::vector<float> RunLinear(Weights& w, const std::vector<float>& x, int64_t M, int64_t K, int64_t N,
-                             const std::vector<float>& bias, bool rowwise) {
+                             const std::vector<float>& bias) {
   Op op;
   op.set_type("Linear");
-  if (rowwise) SetAttrInt(op, "rowwise", 1);
+  SetAttrInt(op, "out_features", N);
   std::vector<float> y(static_cast<size_t>(M * N), NAN);
   std::vector<TensorRef> in = {{const_cast<float*>(x.data()), qeff::v1::F32, {M, K}}, w.ref(N, K),
                                {const_cast<float*>(bias.data()), qeff::v1::F32, {N}}};
@@ -112,15 +127,15 @@ TEST(LinearKernelTest, MatchesReferenceOnOddShapesAndRowsDoNotDependOnTheBatch) 
   std::mt19937 rng(7);
   std::normal_distribution<float> d(0.0f, 1.0f);
   for (DType dtype : {qeff::v1::F32, qeff::v1::BF16}) {
-    for (int64_t K : {1, 15, 16, 17, 31, 32, 33, 63, 100}) {
-      for (int64_t N : {1, 3, 4, 5, 9, 17, 33}) {
+    for (int64_t K : {1, 15, 16, 17, 31, 32, 33, 63, 100, 300}) {
+      for (int64_t N : {1, 3, 4, 5, 9, 17, 33, 64, 65, 130}) {
         Weights w = MakeWeights(dtype, N, K, rng);
         std::vector<float> bias(static_cast<size_t>(N));
         for (auto& b : bias) b = d(rng);
         for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 13, 17}) {
           std::vector<float> x(static_cast<size_t>(M * K));
           for (auto& v : x) v = d(rng);
-          const auto y = RunLinear(w, x, M, K, N, bias, /*rowwise=*/true);
+          const auto y = RunLinear(w, x, M, K, N, bias);
           for (int64_t m = 0; m < M; ++m) {
             for (int64_t n = 0; n < N; ++n) {
               double ref = bias[n];
@@ -130,7 +145,7 @@ TEST(LinearKernelTest, MatchesReferenceOnOddShapesAndRowsDoNotDependOnTheBatch) 
             }
             // The same row alone: bit-identical.
             const std::vector<float> xm(x.begin() + m * K, x.begin() + (m + 1) * K);
-            const auto alone = RunLinear(w, xm, 1, K, N, bias, /*rowwise=*/true);
+            const auto alone = RunLinear(w, xm, 1, K, N, bias);
             ASSERT_EQ(0, std::memcmp(alone.data(), y.data() + m * N, sizeof(float) * N))
                 << DTypeName(dtype) << " M=" << M << " K=" << K << " N=" << N << " row " << m;
           }
@@ -157,7 +172,7 @@ TEST(LinearKernelTest, QuantizedWeightsMatchTheirReferenceOnOddShapes) {
             std::vector<float> x(static_cast<size_t>(M * K));
             // Every 37th value an outlier, as activations have: blocks get different scales.
             for (size_t i = 0; i < x.size(); ++i) x[i] = d(rng) * (i % 37 == 0 ? 8.0f : 1.0f);
-            const auto y = RunLinear(w, x, M, K, N, bias, /*rowwise=*/false);
+            const auto y = RunLinear(w, x, M, K, N, bias);
             std::vector<float> ref(static_cast<size_t>(M * N));
             const float* row_scale = dtype == qeff::v1::I8 ? w.scale.data() : nullptr;
             const uint16_t* block_scale = dtype == qeff::v1::I4 ? w.block_scale.data() : nullptr;
@@ -171,7 +186,7 @@ TEST(LinearKernelTest, QuantizedWeightsMatchTheirReferenceOnOddShapes) {
                     << " m=" << m << " n=" << n;
               }
               const std::vector<float> xm(x.begin() + m * K, x.begin() + (m + 1) * K);
-              const auto alone = RunLinear(w, xm, 1, K, N, bias, /*rowwise=*/true);
+              const auto alone = RunLinear(w, xm, 1, K, N, bias);
               ASSERT_EQ(0, std::memcmp(alone.data(), y.data() + m * N, sizeof(float) * N))
                   << DTypeName(dtype) << " M=" << M << " K=" << K << " N=" << N << " row " << m;
             }
@@ -193,7 +208,7 @@ TEST(LinearKernelTest, ActivationQuantizationErrorIsSmall) {
     Weights w = MakeWeights(dtype, N, K, rng);
     std::vector<float> x(static_cast<size_t>(M * K)), bias(static_cast<size_t>(N), 0.0f);
     for (auto& v : x) v = d(rng);
-    const auto y = RunLinear(w, x, M, K, N, bias, /*rowwise=*/true);
+    const auto y = RunLinear(w, x, M, K, N, bias);
     double dot = 0, yy = 0, rr = 0;
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) {

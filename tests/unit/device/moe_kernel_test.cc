@@ -1,8 +1,8 @@
 // The SparseMoE kernel against a plain double-precision reference (softmax over every expert,
 // top k with ties to the lower index, optional renormalization, each chosen expert
 // down(silu(x·gate)·(x·up)) weighted), on odd shapes, for fp32 and int8 expert weights; an
-// expert no token routes to is never read (its weights are null pointers here); and with
-// `rowwise` a token's result is bit-identical whatever else is in the batch.
+// expert no token routes to is never read (its weights are null pointers here); and
+// a token's result is bit-identical whatever else is in the batch.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "device/cpu/kernels.h"
+#include "device/cpu/kernels_linalg.h"
 #include "device/cpu/thread_pool.h"
 
 namespace qeff::device {
@@ -119,15 +120,25 @@ TEST_P(MoeKernelTest, MatchesReferenceAndReadsOnlyRoutedExperts) {
     }
   }
   const DType dt = c.int8 ? qeff::v1::I8 : qeff::v1::F32;
-  std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {c.T, c.H}}, {router.data(), qeff::v1::F32, {c.E, c.H}}};
+  // fp32 weights (and the router) in Linear's panels of 64 outputs (kernels_linalg.h).
+  std::vector<std::vector<float>> panels;
+  panels.reserve(1 + 3 * c.E);
+  auto panel = [&](const std::vector<float>& rows, int64_t N, int64_t K) -> TensorRef {
+    auto& out = panels.emplace_back(static_cast<size_t>(LinearPanels(N) * K * kLinearPanel), 0.0f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) out[(n / kLinearPanel * K + k) * kLinearPanel + n % kLinearPanel] = rows[n * K + k];
+    return {out.data(), qeff::v1::F32, {LinearPanels(N), K, kLinearPanel}};
+  };
+  std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {c.T, c.H}}, panel(router, c.E, c.H)};
   for (int64_t e = 0; e < c.E; ++e) {
-    auto p = [&](std::vector<float>& f, std::vector<int8_t>& q) -> void* {
-      if (e == c.never_routed) return nullptr;  // a read would crash
-      return c.int8 ? static_cast<void*>(q.data()) : static_cast<void*>(f.data());
+    auto w = [&](std::vector<float>& f, std::vector<int8_t>& q, int64_t N, int64_t K) -> TensorRef {
+      TensorRef t = c.int8 ? TensorRef{q.data(), dt, {N, K}} : panel(f, N, K);
+      if (e == c.never_routed) t.data = nullptr;  // a read would crash
+      return t;
     };
-    in.push_back({p(ex[e].gate, ex[e].qgate), dt, {c.I, c.H}});
-    in.push_back({p(ex[e].up, ex[e].qup), dt, {c.I, c.H}});
-    in.push_back({p(ex[e].down, ex[e].qdown), dt, {c.H, c.I}});
+    in.push_back(w(ex[e].gate, ex[e].qgate, c.I, c.H));
+    in.push_back(w(ex[e].up, ex[e].qup, c.I, c.H));
+    in.push_back(w(ex[e].down, ex[e].qdown, c.H, c.I));
   }
   if (c.int8) {
     for (auto& e : ex) {
@@ -141,7 +152,7 @@ TEST_P(MoeKernelTest, MatchesReferenceAndReadsOnlyRoutedExperts) {
   SetAttrInt(op, "num_experts", c.E);
   SetAttrInt(op, "top_k", c.top_k);
   SetAttrInt(op, "normalize", c.normalize ? 1 : 0);
-  SetAttrInt(op, "rowwise", 1);
+  SetAttrInt(op, "intermediate_size", c.I);
   ThreadPool pool(2);
   std::vector<float> y(c.T * c.H, -1.0f);
   std::vector<TensorRef> out = {{y.data(), qeff::v1::F32, {c.T, c.H}}};

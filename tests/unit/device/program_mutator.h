@@ -218,8 +218,8 @@ class ProgramMutator {
       "CtxGatherCB", "CachedAttention", "SparseMoE", "Range", "ConstantOfShape", "NoSuchOp", ""};
   static constexpr int kNumOpTypes = sizeof(kOpTypes) / sizeof(kOpTypes[0]);
   static constexpr const char* kAttrNames[] = {"axis", "axes", "perm", "starts", "steps", "epsilon", "groups",
-                                               "score_ops", "score_args", "mask_value", "trans_b", "rowwise",
-                                               "num_experts", "top_k", "normalize", "value_f", "bogus"};
+                                               "score_ops", "score_args", "mask_value", "trans_b", "out_features",
+                                               "num_experts", "top_k", "normalize", "intermediate_size", "value_f", "bogus"};
   static constexpr int kNumAttrNames = sizeof(kAttrNames) / sizeof(kAttrNames[0]);
   static constexpr const char* kBindingNames[] = {"input_ids", "position_ids", "batch_index", "logits"};
 

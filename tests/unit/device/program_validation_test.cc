@@ -127,8 +127,8 @@ TEST_F(ProgramValidationTest, TheCompiledProgramLoadsWithEveryOpBound) {
 }
 
 TEST_F(ProgramValidationTest, FormatVersionAndUnknownOps) {
-  ExpectRejected([](auto& p) { p.set_format_version(2); }, absl::StatusCode::kFailedPrecondition,
-                 {"format version 2", "recompile"});
+  ExpectRejected([](auto& p) { p.set_format_version(3); }, absl::StatusCode::kFailedPrecondition,
+                 {"format version 3", "recompile"});
   ExpectRejected([&](auto& p) { p.mutable_specializations(1)->mutable_ops(3)->set_type("FancyNewOp"); },
                  absl::StatusCode::kFailedPrecondition,
                  {"specialization 'Decode'", "op 3", "no kernel for op 'FancyNewOp'"});
@@ -185,7 +185,7 @@ TEST_F(ProgramValidationTest, OperandsAndShapes) {
         t->set_bytes(t->bytes() / (t->shape(t->shape_size() - 1) + 1) * t->shape(t->shape_size() - 1));
       },
       absl::StatusCode::kDataLoss, {absl::StrCat("op ", l, " (Linear)"), "output is [", "must be ["});
-  // A float weight read as int8.
+  // A float weight read as int8: the panel shape is not an int8 weight's.
   ExpectRejected(
       [&](auto& p) {
         auto* sp = p.mutable_specializations(0);
@@ -193,7 +193,7 @@ TEST_F(ProgramValidationTest, OperandsAndShapes) {
         w->set_dtype(qeff::v1::I8);
         w->set_bytes(w->bytes() / 4);
       },
-      absl::StatusCode::kDataLoss, {"int8 and int4 weights need a scale input"});
+      absl::StatusCode::kDataLoss, {"(Linear): w [", "] is not ["});
 }
 
 TEST_F(ProgramValidationTest, Storage) {
