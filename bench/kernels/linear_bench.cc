@@ -53,21 +53,21 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
     fill(c.w, static_cast<size_t>(qeff::device::LinearPanels(N) * K * qeff::device::kLinearPanel * 2));
     for (size_t i = 1; i < c.w.size(); i += 2) c.w[i] = 0x3c;  // finite, small
     c.wref = {c.w.data(), c.dtype, {qeff::device::LinearPanels(N), K, qeff::device::kLinearPanel}};
-  } else if (name == "int8") {
-    c.dtype = qeff::v1::I8;
-    fill(c.w, static_cast<size_t>(N * K));
-    std::vector<float> s(static_cast<size_t>(N), 0.001f);
-    c.scale.resize(s.size() * 4);
-    std::memcpy(c.scale.data(), s.data(), c.scale.size());
-    c.wref = {c.w.data(), c.dtype, {N, K}};
-    c.sref = {c.scale.data(), qeff::v1::F32, {N}};
-    c.scaled = true;
-  } else if (name == "int4") {
-    c.dtype = qeff::v1::I4;
-    fill(c.w, static_cast<size_t>(N * qeff::device::Int4RowBytes(K)));
-    c.scale.assign(static_cast<size_t>(N * qeff::device::QuantBlocks(K) * 2), 0x3c);
-    c.wref = {c.w.data(), c.dtype, {N, qeff::device::Int4RowBytes(K)}};
-    c.sref = {c.scale.data(), qeff::v1::BF16, {N, qeff::device::QuantBlocks(K)}};
+  } else if (name == "int8" || name == "int4") {
+    c.dtype = name == "int8" ? qeff::v1::I8 : qeff::v1::I4;
+    const qeff::device::Shape ws = qeff::device::QuantWeightShape(c.dtype, N, K);
+    const qeff::device::Shape ss = qeff::device::QuantScaleShape(c.dtype, N, K);
+    fill(c.w, static_cast<size_t>(qeff::device::NumElements(ws)));
+    if (c.dtype == qeff::v1::I8) {
+      std::vector<float> s(static_cast<size_t>(N), 0.001f);
+      c.scale.resize(s.size() * 4);
+      std::memcpy(c.scale.data(), s.data(), c.scale.size());
+    } else {
+      c.scale.resize(static_cast<size_t>(qeff::device::NumElements(ss) * 2));
+      for (size_t i = 0; i < c.scale.size(); ++i) c.scale[i] = i % 2 ? 0x3c : 0;  // bf16 0.0078
+    }
+    c.wref = {c.w.data(), c.dtype, ws};
+    c.sref = {c.scale.data(), c.dtype == qeff::v1::I8 ? qeff::v1::F32 : qeff::v1::BF16, ss};
     c.scaled = true;
   } else {
     std::fprintf(stderr, "unknown dtype %s (fp32, bf16, int8, int4)\n", name.c_str());

@@ -52,6 +52,11 @@ void PanelGeneric(const float* x, int64_t M, int64_t K, const W* panel, const fl
 }
 
 #if defined(__x86_64__)
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as
+// uninitialized here (a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 QEFF_AVX512 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
 QEFF_AVX512 inline __m512 LoadW(const uint16_t* p) {
@@ -111,6 +116,8 @@ QEFF_AVX512 void PanelAvx512(const float* x, int64_t M, int64_t K, const W* pane
   }
 }
 
+#pragma GCC diagnostic pop
+
 bool HasAvx512() {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
   return has;
@@ -142,21 +149,18 @@ constexpr int64_t kMaxBlasDim = 0x7fffffff;  // cblas takes int dimensions
 absl::Status CheckLinearWeight(const TensorRef& w, const TensorRef* scale, int64_t N, int64_t K, const char* what) {
   const std::string name(what);
   if (auto st = ExpectDType(w, what, {qeff::v1::F32, qeff::v1::BF16, qeff::v1::I8, qeff::v1::I4}); !st.ok()) return st;
-  const bool i4 = w.dtype == qeff::v1::I4, quantized = i4 || w.dtype == qeff::v1::I8;
-  const Shape want = i4          ? Shape{N, Int4RowBytes(K)}
-                     : quantized ? Shape{N, K}
-                                 : Shape{LinearPanels(N), K, kLinearPanel};
+  const bool quantized = w.dtype == qeff::v1::I8 || w.dtype == qeff::v1::I4;
+  const Shape want = quantized ? QuantWeightShape(w.dtype, N, K) : Shape{LinearPanels(N), K, kLinearPanel};
   if (w.shape != want) {
-    return RuleError(absl::StrCat(name, " ", ShapeString(w.shape), " is not ", ShapeString(want), " for ", N,
-                                  " outputs of ", K, " inputs",
-                                  i4 ? " (int4: 16 bytes per block of 32)" : quantized ? "" : " (panels of 64 outputs)"));
+    return RuleError(absl::StrCat(name, " ", ShapeString(w.shape), " is not ", ShapeString(want), " (", N,
+                                  " outputs of ", K, " inputs in panels of 64 outputs)"));
   }
   if (quantized != (scale != nullptr)) {
     return RuleError(absl::StrCat(name, ": int8 and int4 weights need a scale input (and only they take one)"));
   }
-  if (w.dtype == qeff::v1::I8) return ExpectLike(*scale, (name + " scale").c_str(), qeff::v1::F32, {N});
-  if (i4) return ExpectLike(*scale, (name + " scale").c_str(), qeff::v1::BF16, {N, QuantBlocks(K)});
-  return absl::OkStatus();
+  if (!quantized) return absl::OkStatus();
+  return ExpectLike(*scale, (name + " scale").c_str(), w.dtype == qeff::v1::I8 ? qeff::v1::F32 : qeff::v1::BF16,
+                    QuantScaleShape(w.dtype, N, K));
 }
 
 absl::Status LinearRule(const LinearAttrs& attrs, const Tensors& in, const Tensors& out) {
@@ -195,11 +199,10 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
     static thread_local QuantizedRows scratch_rows;
     const QuantizedRows* rows = &scratch_rows;
     scratch_rows.Quantize(px, M, K, w.dtype);
-    const float* row_scale = w.dtype == qeff::v1::I8 ? in[3].as<float>() : nullptr;
-    const uint16_t* block_scale = w.dtype == qeff::v1::I4 ? in[3].as<uint16_t>() : nullptr;
-    auto body = [&](int64_t n0, int64_t n1) { QuantLinearRows(*rows, w.data, row_scale, block_scale, bias, y, N, n0, n1); };
-    if (parallel) pool->ParallelFor(N, 16, body);
-    else body(0, N);
+    const void* scale = in[3].data;
+    auto body = [&](int64_t p0, int64_t p1) { QuantLinearPanels(*rows, w.data, scale, bias, y, N, p0, p1); };
+    if (parallel) pool->ParallelFor(LinearPanels(N), 1, body);
+    else body(0, LinearPanels(N));
     return absl::OkStatus();
   }
   auto body = [&](int64_t p0, int64_t p1) {

@@ -19,9 +19,8 @@ struct LinearAttrs {
 };
 
 // in = (x [..., K] f32, w, bias [N] f32 or absent, scale), out [..., N] f32, with w and scale
-// one of: w [ceil(N/64), K, 64] f32 or bf16 and no scale; w [N, K] i8 and scale [N] f32 (per
-// row); w i4 [N, Int4RowBytes(K)] and scale [N, QuantBlocks(K)] bf16 (per block of 32;
-// kernels_quant.h).
+// one of: w [ceil(N/64), K, 64] f32 or bf16 and no scale; w i8 or i4 with its scale as
+// kernels_quant.h lays them out (QuantWeightShape, QuantScaleShape).
 absl::Status LinearRule(const LinearAttrs& attrs, const Tensors& in, const Tensors& out);
 // w (and its scale, null when absent) as the packed weight of a Linear with N outputs and K
 // inputs; `what` names it in errors.

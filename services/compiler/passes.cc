@@ -40,104 +40,93 @@ uint16_t ToBf16(float f) {
 
 // [K,N] f32 -> [N,K] in the cache's weight dtype. int8 is symmetric per output row:
 // scale = max|w| / 127, q = round(w / scale).
-// int4, as llama.cpp's Q4_0: per block of 32, d = (the value of largest magnitude) / -8 (rounded to
-// bf16 first, so the kernel multiplies by exactly the scale used here), q = round(w / d) + 8 in
-// [0, 15]. Rows are transposed 64 at a time through a small buffer.
-PackedWeight PackInt4(const ConstTensor& w) {
-  const int64_t K = w.shape[0], N = w.shape[1], blocks = device::QuantBlocks(K);
-  const int64_t row_bytes = device::Int4RowBytes(K);
+// int8 and int4 in kernels_quant.h's panels. int8: symmetric per output, scale = max|w| / 127,
+// q = round(w / scale). int4, as llama.cpp's Q4_0: per output and block of 32 inputs, d = (the
+// value of largest magnitude) / -8, rounded to bf16 first so the kernel multiplies by exactly the
+// scale used here, q = round(w / d) clamped to [-8, 7]. Both are stored with their offset
+// (+128, +8); the source [K, N] is read row by row.
+PackedWeight PackQuantized(const ConstTensor& w, device::DType dtype) {
+  const int64_t K = w.shape[0], N = w.shape[1], P = device::kLinearPanel;
+  const int64_t kp = device::QuantPaddedK(K), blocks = device::QuantBlocks(K);
+  const bool int4 = dtype == qeff::v1::I4;
   const float* src = reinterpret_cast<const float*>(w.data);
-  auto p = ConstTensor::Allocate(qeff::v1::I4, {N, row_bytes});
-  auto scale = ConstTensor::Allocate(qeff::v1::BF16, {N, blocks});
-  uint8_t* dst = p->mutable_data();
-  uint16_t* sc = reinterpret_cast<uint16_t*>(scale->mutable_data());
-  std::memset(dst, 0x88, static_cast<size_t>(N * row_bytes));  // padding: nibble 8 = 0
-  constexpr int64_t kRows = 64;
-  std::vector<float> rows(static_cast<size_t>(kRows * K));
-  for (int64_t n0 = 0; n0 < N; n0 += kRows) {
-    const int64_t nr = std::min(kRows, N - n0);
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t r = 0; r < nr; ++r) rows[r * K + k] = src[k * N + n0 + r];
-    for (int64_t r = 0; r < nr; ++r) {
-      const float* row = rows.data() + r * K;
-      const int64_t n = n0 + r;
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t k0 = b * device::kQuantBlock, k1 = std::min(K, k0 + device::kQuantBlock);
-        float peak = 0.0f;
-        for (int64_t k = k0; k < k1; ++k)
-          if (std::fabs(row[k]) > std::fabs(peak)) peak = row[k];
-        const uint16_t d = ToBf16(peak / -8.0f);
-        sc[n * blocks + b] = d;
+  auto packed = ConstTensor::Allocate(dtype, device::QuantWeightShape(dtype, N, K));
+  auto scale = ConstTensor::Allocate(int4 ? qeff::v1::BF16 : qeff::v1::F32, device::QuantScaleShape(dtype, N, K));
+  uint8_t* dst = packed->mutable_data();
+  std::memset(dst, int4 ? 0x88 : 0x80, device::NumElements(packed->shape));  // padding: weight 0
+  const int64_t panel_bytes = int4 ? kp / 8 * P * 4 : kp / 4 * P * 4;
+  auto store = [&](int64_t n, int64_t k, int q) {  // q with its offset
+    const int64_t j = n % P;
+    uint8_t* panel = dst + n / P * panel_bytes;
+    if (!int4) {
+      panel[k / 4 * P * 4 + 4 * j + k % 4] = static_cast<uint8_t>(q);
+      return;
+    }
+    uint8_t& byte = panel[k / 8 * P * 4 + 4 * j + k % 4];
+    byte = k % 8 < 4 ? static_cast<uint8_t>((byte & 0xf0) | q) : static_cast<uint8_t>((byte & 0x0f) | (q << 4));
+  };
+  std::vector<float> peak(static_cast<size_t>(N)), inv(static_cast<size_t>(N));
+  // int8: one block spanning K; int4: blocks of 32.
+  const int64_t span = int4 ? device::kQuantBlock : K;
+  for (int64_t k0 = 0; k0 < K; k0 += span) {
+    const int64_t k1 = std::min(K, k0 + span);
+    std::fill(peak.begin(), peak.end(), 0.0f);
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        if (std::fabs(src[k * N + n]) > std::fabs(peak[n])) peak[n] = src[k * N + n];
+    for (int64_t n = 0; n < N; ++n) {
+      if (int4) {
+        const uint16_t d = ToBf16(peak[n] / -8.0f);
+        reinterpret_cast<uint16_t*>(scale->mutable_data())[(n / P * blocks + k0 / device::kQuantBlock) * P + n % P] = d;
         uint32_t bits = static_cast<uint32_t>(d) << 16;
         float df;
         std::memcpy(&df, &bits, 4);
-        const float inv = df != 0.0f ? 1.0f / df : 0.0f;
-        uint8_t* out = dst + n * row_bytes + b * 16;
-        for (int64_t k = k0; k < k1; ++k) {
-          const int q = static_cast<int>(std::max(0.0f, std::min(15.0f, std::nearbyint(row[k] * inv) + 8.0f)));
-          const int64_t i = (k - k0) % 16;
-          out[i] = (k - k0) < 16 ? static_cast<uint8_t>((out[i] & 0xf0) | q) : static_cast<uint8_t>((out[i] & 0x0f) | (q << 4));
-        }
+        inv[n] = df != 0.0f ? 1.0f / df : 0.0f;
+      } else {
+        const float s = peak[n] != 0.0f ? std::fabs(peak[n]) / 127.0f : 1.0f;
+        reinterpret_cast<float*>(scale->mutable_data())[n] = s;
+        inv[n] = 1.0f / s;
       }
     }
+    const float lo = int4 ? -8.0f : -127.0f, hi = int4 ? 7.0f : 127.0f;
+    const int offset = int4 ? 8 : 128;
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        store(n, k, static_cast<int>(std::max(lo, std::min(hi, std::nearbyint(src[k * N + n] * inv[n])))) + offset);
   }
-  PackedWeight packed;
-  packed.weight = p;
-  packed.scale = scale;
-  return packed;
+  PackedWeight result;
+  result.weight = packed;
+  result.scale = scale;
+  return result;
 }
 
 PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
   auto key = std::make_pair(w.data, static_cast<int>(dtype));
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
-  if (dtype == qeff::v1::I4) return cache.packed[key] = PackInt4(w);
+  if (dtype == qeff::v1::I4 || dtype == qeff::v1::I8) return cache.packed[key] = PackQuantized(w, dtype);
   const int64_t K = w.shape[0], N = w.shape[1];
   const float* src = reinterpret_cast<const float*>(w.data);
-  PackedWeight packed;
-  if (dtype == qeff::v1::I8) {
-    // Symmetric per output row: scale = max|w| / 127, q = round(w / scale); [N, K].
-    auto p = ConstTensor::Allocate(dtype, {N, K});
-    auto scale = ConstTensor::Allocate(qeff::v1::F32, {N});
-    std::vector<float> absmax(N, 0.0f), inv_scale(N);
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n) absmax[n] = std::max(absmax[n], std::fabs(src[k * N + n]));
-    for (int64_t n = 0; n < N; ++n) {
-      const float s = absmax[n] > 0 ? absmax[n] / 127.0f : 1.0f;
-      reinterpret_cast<float*>(scale->mutable_data())[n] = s;
-      inv_scale[n] = 1.0f / s;
-    }
-    // Blocked transpose keeps both sides cache-friendly for multi-hundred-MB matrices.
-    constexpr int64_t kB = 64;
-    int8_t* q = reinterpret_cast<int8_t*>(p->mutable_data());
-    for (int64_t k0 = 0; k0 < K; k0 += kB)
-      for (int64_t n0 = 0; n0 < N; n0 += kB)
-        for (int64_t k = k0; k < std::min(K, k0 + kB); ++k)
-          for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
-            q[n * K + k] = static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(src[k * N + n] * inv_scale[n]))));
-    packed.weight = p;
-    packed.scale = scale;
-  } else {
-    // fp32 / bf16 panels (device/cpu/kernels_linalg.h): panel p, row k = source row k's columns
-    // 64p .. 64p+63, so packing is a sequential copy.
-    const int64_t P = device::kLinearPanel, panels = device::LinearPanels(N);
-    auto p = ConstTensor::Allocate(dtype, {panels, K, P});
-    for (int64_t pi = 0; pi < panels; ++pi) {
-      const int64_t c0 = pi * P, cols = std::min(P, N - c0);
-      for (int64_t k = 0; k < K; ++k) {
-        const float* row = src + k * N + c0;
-        const int64_t at = (pi * K + k) * P;
-        if (dtype == qeff::v1::BF16) {
-          uint16_t* d = reinterpret_cast<uint16_t*>(p->mutable_data()) + at;
-          for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? ToBf16(row[j]) : 0;
-        } else {
-          float* d = reinterpret_cast<float*>(p->mutable_data()) + at;
-          for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? row[j] : 0.0f;
-        }
+  // fp32 / bf16 panels (device/cpu/kernels_linalg.h): panel p, row k = source row k's columns
+  // 64p .. 64p+63, so packing is a sequential copy.
+  const int64_t P = device::kLinearPanel, panels = device::LinearPanels(N);
+  auto p = ConstTensor::Allocate(dtype, {panels, K, P});
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    const int64_t c0 = pi * P, cols = std::min(P, N - c0);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = src + k * N + c0;
+      const int64_t at = (pi * K + k) * P;
+      if (dtype == qeff::v1::BF16) {
+        uint16_t* d = reinterpret_cast<uint16_t*>(p->mutable_data()) + at;
+        for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? ToBf16(row[j]) : 0;
+      } else {
+        float* d = reinterpret_cast<float*>(p->mutable_data()) + at;
+        for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? row[j] : 0.0f;
       }
     }
-    packed.weight = p;
   }
+  PackedWeight packed;
+  packed.weight = p;
   cache.packed[key] = packed;
   return packed;
 }

@@ -1,8 +1,8 @@
 // IR passes run on every specialization, in this order:
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed weights:
-//                      fp32/bf16 in panels of 64 outputs (device/cpu/kernels_linalg.h), int8
-//                      [N,K] with a float scale per output row, or int4 with a bf16 scale per
-//                      block of 32 (device/cpu/kernels_quant.h)
+//                      fp32/bf16 in panels of 64 outputs (device/cpu/kernels_linalg.h); int8
+//                      with a float scale per output, or int4 with a bf16 scale per output and
+//                      block of 32, in VNNI-ordered panels (device/cpu/kernels_quant.h)
 //   PackExperts        SparseMoE's weights packed like Linear's in the weight dtype (the
 //                      router stays fp32), int8/int4 scales appended after the experts
 //   FuseAttention      attention over the whole retained KV cache (CtxGather[CB] -> q·kᵀ ->
@@ -29,8 +29,8 @@ namespace qeff::compiler {
 
 // Packed weights shared by all specializations of one compile (keyed by source bytes).
 struct PackedWeight {
-  ConstPtr weight;  // fp32/bf16 [ceil(N/64), K, 64]; int8 [N,K]; int4 [N, 16·ceil(K/32)] bytes
-  ConstPtr scale;   // int8: [N] f32 (symmetric, per output row); int4: [N, ceil(K/32)] bf16; else null
+  ConstPtr weight;  // fp32/bf16 [ceil(N/64), K, 64]; int8/int4 as device/cpu/kernels_quant.h packs them
+  ConstPtr scale;   // int8: [N] f32 (per output); int4: bf16 per output and block of 32; else null
 };
 struct WeightCache {
   device::DType weight_dtype = qeff::v1::F32;  // F32, BF16, I8 or I4 for Linear weights

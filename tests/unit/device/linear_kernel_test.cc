@@ -34,20 +34,50 @@ float FromBf16(uint16_t h) {
 
 struct Weights {
   DType dtype;
-  std::vector<float> f32, scale, as_float;  // as_float: what the kernel multiplies by
-  std::vector<uint16_t> bf16, block_scale;  // block_scale: int4's bf16 scale per block of 32
-  std::vector<int8_t> i8;
-  std::vector<uint8_t> i4;
+  std::vector<float> f32, as_float;  // as_float: what the kernel multiplies by
+  std::vector<uint16_t> bf16;
+  // int8: values [N, K] and scale [N]; int4: values [N, K] in [-8, 7] and scale [N, blocks]
+  // (bf16-representable floats).
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  // The packed tensors the kernel reads, written here from the documented layouts
+  // (kernels_linalg.h, kernels_quant.h) independently of the compiler's packer.
   std::vector<float> f32_panels;
-  std::vector<uint16_t> bf16_panels;
+  std::vector<uint16_t> bf16_panels, int4_scale;
+  std::vector<uint8_t> quant_panels;
+
   TensorRef ref(int64_t N, int64_t K) {
     if (dtype == qeff::v1::F32) return {Panels(f32, N, K, &f32_panels), dtype, {LinearPanels(N), K, kLinearPanel}};
     if (dtype == qeff::v1::BF16) return {Panels(bf16, N, K, &bf16_panels), dtype, {LinearPanels(N), K, kLinearPanel}};
-    if (dtype == qeff::v1::I4) return {i4.data(), dtype, {N, Int4RowBytes(K)}};
-    return {i8.data(), dtype, {N, K}};
+    const bool int4 = dtype == qeff::v1::I4;
+    const Shape shape = QuantWeightShape(dtype, N, K);
+    quant_panels.assign(static_cast<size_t>(NumElements(shape)), int4 ? 0x88 : 0x80);
+    const int64_t panel_bytes = shape[1] * shape[2];
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t j = n % 64;
+        uint8_t* panel = quant_panels.data() + n / 64 * panel_bytes;
+        if (!int4) {
+          panel[k / 4 * 256 + 4 * j + k % 4] = static_cast<uint8_t>(q[n * K + k] + 128);
+        } else {
+          uint8_t& byte = panel[k / 8 * 256 + 4 * j + k % 4];
+          const int u = q[n * K + k] + 8;
+          byte = k % 8 < 4 ? static_cast<uint8_t>((byte & 0xf0) | u) : static_cast<uint8_t>((byte & 0x0f) | (u << 4));
+        }
+      }
+    }
+    return {quant_panels.data(), dtype, shape};
   }
-  // Row-major [N, K] into panels of 64 outputs (kernels_linalg.h), written here independently
-  // of the compiler's packer; NaN in the padding proves the kernel never uses it.
+  TensorRef scale_ref(int64_t N, int64_t K) {
+    if (dtype == qeff::v1::I8) return {scale.data(), qeff::v1::F32, {N}};
+    const int64_t blocks = QuantBlocks(K);
+    int4_scale.assign(static_cast<size_t>(NumElements(QuantScaleShape(dtype, N, K))), 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < blocks; ++b) int4_scale[(n / 64 * blocks + b) * 64 + n % 64] = Bf16(scale[n * blocks + b]);
+    return {int4_scale.data(), qeff::v1::BF16, QuantScaleShape(dtype, N, K)};
+  }
+  // Row-major [N, K] into panels of 64 outputs; NaN in the padding proves the kernel never
+  // uses it.
   template <typename T>
   static T* Panels(const std::vector<T>& rows, int64_t N, int64_t K, std::vector<T>* out) {
     T pad;
@@ -59,11 +89,6 @@ struct Weights {
       for (int64_t k = 0; k < K; ++k) (*out)[(n / kLinearPanel * K + k) * kLinearPanel + n % kLinearPanel] = rows[n * K + k];
     return out->data();
   }
-  TensorRef scale_ref(int64_t N, int64_t K) {
-    if (dtype == qeff::v1::I8) return {scale.data(), qeff::v1::F32, {N}};
-    return {block_scale.data(), qeff::v1::BF16, {N, QuantBlocks(K)}};
-  }
-  const void* data() const { return dtype == qeff::v1::I4 ? static_cast<const void*>(i4.data()) : i8.data(); }
 };
 
 Weights MakeWeights(DType dtype, int64_t N, int64_t K, std::mt19937& rng) {
@@ -79,19 +104,16 @@ Weights MakeWeights(DType dtype, int64_t N, int64_t K, std::mt19937& rng) {
       w.as_float[i] = FromBf16(w.bf16.back());
     }
   } else if (dtype == qeff::v1::I4) {
-    // Random nibbles and block scales, written in the documented layout independently of the
-    // compiler's packer; padding nibbles hold 8 (zero) as the packer writes them.
+    // Random values in [-8, 7] and bf16 block scales of both signs.
     const int64_t blocks = QuantBlocks(K);
-    w.i4.assign(static_cast<size_t>(N * Int4RowBytes(K)), 0x88);
-    std::uniform_int_distribution<int> nib(0, 15);
+    std::uniform_int_distribution<int> val(-8, 7);
     std::uniform_real_distribution<float> sd(0.01f, 0.2f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < blocks; ++b) w.scale.push_back(FromBf16(Bf16(sd(rng) * (b % 3 == 1 ? -1.0f : 1.0f))));
     for (int64_t n = 0; n < N; ++n) {
-      for (int64_t b = 0; b < blocks; ++b) w.block_scale.push_back(Bf16(sd(rng) * (b % 3 == 1 ? -1.0f : 1.0f)));
       for (int64_t k = 0; k < K; ++k) {
-        const int q = nib(rng);
-        uint8_t& byte = w.i4[n * Int4RowBytes(K) + k / 32 * 16 + k % 16];
-        byte = k % 32 < 16 ? static_cast<uint8_t>((byte & 0xf0) | q) : static_cast<uint8_t>((byte & 0x0f) | (q << 4));
-        w.as_float[n * K + k] = (q - 8) * FromBf16(w.block_scale[n * blocks + k / 32]);
+        w.q.push_back(static_cast<int8_t>(val(rng)));
+        w.as_float[n * K + k] = w.q.back() * w.scale[n * blocks + k / 32];
       }
     }
   } else if (dtype == qeff::v1::I8) {
@@ -101,7 +123,7 @@ Weights MakeWeights(DType dtype, int64_t N, int64_t K, std::mt19937& rng) {
       w.scale.push_back(mx / 127.0f);
       for (int64_t k = 0; k < K; ++k) {
         const int8_t q = static_cast<int8_t>(std::lround(w.f32[n * K + k] / w.scale.back()));
-        w.i8.push_back(q);
+        w.q.push_back(q);
         w.as_float[n * K + k] = q * w.scale.back();
       }
     }
@@ -156,7 +178,9 @@ TEST(LinearKernelTest, MatchesReferenceOnOddShapesAndRowsDoNotDependOnTheBatch) 
 }
 
 // Quantized weights: the kernel computes exactly the reference's integer block dot products, so
-// it agrees with QuantLinearReference to float rounding; rows do not depend on the batch.
+// it agrees with QuantLinearReference to float rounding (the VNNI and the portable path give
+// the same bits: both add each block with one fused multiply-add); rows do not depend on the
+// batch.
 TEST(LinearKernelTest, QuantizedWeightsMatchTheirReferenceOnOddShapes) {
   std::mt19937 rng(11);
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -164,19 +188,18 @@ TEST(LinearKernelTest, QuantizedWeightsMatchTheirReferenceOnOddShapes) {
     SetQuantLinearPortableForTesting(portable);
     for (DType dtype : {qeff::v1::I8, qeff::v1::I4}) {
       for (int64_t K : {1, 15, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 300}) {
-        for (int64_t N : {1, 3, 16, 17, 33}) {
+        for (int64_t N : {1, 3, 16, 17, 33, 64, 65, 130}) {
           Weights w = MakeWeights(dtype, N, K, rng);
           std::vector<float> bias(static_cast<size_t>(N));
           for (auto& b : bias) b = d(rng);
-          for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 17}) {
+          for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}) {
             std::vector<float> x(static_cast<size_t>(M * K));
             // Every 37th value an outlier, as activations have: blocks get different scales.
             for (size_t i = 0; i < x.size(); ++i) x[i] = d(rng) * (i % 37 == 0 ? 8.0f : 1.0f);
             const auto y = RunLinear(w, x, M, K, N, bias);
             std::vector<float> ref(static_cast<size_t>(M * N));
-            const float* row_scale = dtype == qeff::v1::I8 ? w.scale.data() : nullptr;
-            const uint16_t* block_scale = dtype == qeff::v1::I4 ? w.block_scale.data() : nullptr;
-            QuantLinearReference(x.data(), M, K, dtype, w.data(), row_scale, block_scale, bias.data(), ref.data(), N);
+            QuantLinearReference(x.data(), M, K, w.q.data(), w.scale.data(), dtype == qeff::v1::I4, bias.data(),
+                                 ref.data(), N);
             for (int64_t m = 0; m < M; ++m) {
               for (int64_t n = 0; n < N; ++n) {
                 double magnitude = std::fabs(bias[n]);

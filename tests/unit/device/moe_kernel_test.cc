@@ -13,6 +13,7 @@
 
 #include "device/cpu/kernels.h"
 #include "device/cpu/kernels_linalg.h"
+#include "device/cpu/kernels_quant.h"
 #include "device/cpu/thread_pool.h"
 
 namespace qeff::device {
@@ -129,10 +130,22 @@ TEST_P(MoeKernelTest, MatchesReferenceAndReadsOnlyRoutedExperts) {
       for (int64_t k = 0; k < K; ++k) out[(n / kLinearPanel * K + k) * kLinearPanel + n % kLinearPanel] = rows[n * K + k];
     return {out.data(), qeff::v1::F32, {LinearPanels(N), K, kLinearPanel}};
   };
+  // int8 weights in VNNI-ordered panels (kernels_quant.h): byte 4j + t of input group g of
+  // panel p holds w[64p + j][4g + t] + 128.
+  std::vector<std::vector<uint8_t>> qpanels;
+  qpanels.reserve(3 * c.E);
+  auto qpanel = [&](const std::vector<int8_t>& rows, int64_t N, int64_t K) -> TensorRef {
+    const Shape shape = QuantWeightShape(qeff::v1::I8, N, K);
+    auto& out = qpanels.emplace_back(static_cast<size_t>(NumElements(shape)), uint8_t{128});
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        out[n / 64 * shape[1] * shape[2] + k / 4 * 256 + 4 * (n % 64) + k % 4] = static_cast<uint8_t>(rows[n * K + k] + 128);
+    return {out.data(), qeff::v1::I8, shape};
+  };
   std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {c.T, c.H}}, panel(router, c.E, c.H)};
   for (int64_t e = 0; e < c.E; ++e) {
     auto w = [&](std::vector<float>& f, std::vector<int8_t>& q, int64_t N, int64_t K) -> TensorRef {
-      TensorRef t = c.int8 ? TensorRef{q.data(), dt, {N, K}} : panel(f, N, K);
+      TensorRef t = c.int8 ? qpanel(q, N, K) : panel(f, N, K);
       if (e == c.never_routed) t.data = nullptr;  // a read would crash
       return t;
     };
