@@ -421,7 +421,14 @@ absl::Status Program::LoadWeights(const fs::path& path) {
   if (raw == MAP_FAILED) return absl::OkStatus();  // keep the file mapping
   auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
   ::madvise(aligned, bytes, MADV_HUGEPAGE);
-  std::memcpy(aligned, weights_map_.data(), weights_size_);
+  // In 64 MB steps, dropping each copied range of the file mapping from this process, so the
+  // mapping and the copy are never resident together: peak RSS stays near the weights' size.
+  constexpr size_t kStep = size_t{64} << 20;
+  for (size_t off = 0; off < weights_size_; off += kStep) {
+    const size_t n = std::min(kStep, weights_size_ - off);
+    std::memcpy(aligned + off, weights_map_.data() + off, n);
+    ::madvise(const_cast<uint8_t*>(weights_map_.data()) + off, n, MADV_DONTNEED);
+  }
   ::mprotect(aligned, bytes, PROT_READ);
   weights_anon_ = raw;
   weights_anon_bytes_ = bytes + kHuge;

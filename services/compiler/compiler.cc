@@ -132,6 +132,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
   summary.specializations = PlanSpecializations(options, kind, /*decode_batch_ladder=*/true);
   QEFF_ASSIGN_OR_RETURN(WeightsWriter weights, WeightsWriter::Create(staging / "weights.bin"));
   WeightCache cache;
+  cache.writer = &weights;
   cache.weight_dtype = options.weight_dtype == "bf16"   ? qeff::v1::BF16
                        : options.weight_dtype == "int8" ? qeff::v1::I8
                        : options.weight_dtype == "int4" ? qeff::v1::I4
@@ -150,8 +151,8 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
                                                         {"seq_len", s.seq_len},
                                                         {"ctx_len", s.ctx_len},
                                                         {"full_batch_size", kind.continuous_batching ? s.full_batch_size : s.batch_size}}));
-    FuseLinear(g, cache);
-    PackExperts(g, cache);
+    QEFF_RETURN_IF_ERROR(FuseLinear(g, cache));
+    QEFF_RETURN_IF_ERROR(PackExperts(g, cache));
     FuseAttention(g);
     FuseTransposedB(g);
     ElideFullGather(g);

@@ -69,6 +69,7 @@ absl::StatusOr<ConstPtr> FromRaw(int t, device::Shape shape, const uint8_t* raw,
     c->shape = std::move(shape);
     c->data = raw;
     c->owner = std::move(owner);
+    c->file_backed = true;
     return ConstPtr(c);
   }
   auto c = ConstTensor::Allocate(dt, shape);

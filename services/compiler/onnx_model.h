@@ -21,6 +21,12 @@ struct ConstTensor {
   device::Shape shape;
   const uint8_t* data = nullptr;
   std::shared_ptr<const void> owner;
+  // >= 0: already written to weights.bin at this offset and its bytes released (data is null).
+  // Packed weights are written as soon as they are packed so a compile never holds them all.
+  int64_t stored_offset = -1;
+  // data points into a read-only file mapping (external data used in place): its pages can be
+  // dropped from memory and come back from the file.
+  bool file_backed = false;
 
   size_t bytes() const { return static_cast<size_t>(device::NumElements(shape)) * device::DTypeSize(dtype); }
   device::TensorRef ref() const { return {const_cast<uint8_t*>(data), dtype, shape}; }

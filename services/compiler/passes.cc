@@ -1,14 +1,19 @@
 #include "services/compiler/passes.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "common/util/status_macros.h"
 #include "device/cpu/kernels.h"
 #include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
+#include "services/compiler/program_writer.h"
 
 namespace qeff::compiler {
 namespace {
@@ -100,15 +105,41 @@ PackedWeight PackQuantized(const ConstTensor& w, device::DType dtype) {
   return result;
 }
 
-PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
+PackedWeight PackDense(const ConstTensor& w, device::DType dtype);
+
+// Writes a packed weight to weights.bin now and keeps only its offset; drops the source's pages
+// from this process (they are file-backed: a later read faults them back in).
+absl::StatusOr<PackedWeight> Store(const ConstTensor& source, PackedWeight packed, WeightsWriter& writer) {
+  QEFF_ASSIGN_OR_RETURN(const int64_t off, writer.AddTransient(*packed.weight));
+  auto stub = std::make_shared<ConstTensor>();
+  stub->dtype = packed.weight->dtype;
+  stub->shape = packed.weight->shape;
+  stub->stored_offset = off;
+  packed.weight = stub;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(source.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(source.data) + source.bytes()) / page * page;
+  if (source.file_backed && end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  return packed;
+}
+
+absl::StatusOr<PackedWeight> PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
   auto key = std::make_pair(w.data, static_cast<int>(dtype));
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
-  if (dtype == qeff::v1::I4 || dtype == qeff::v1::I8) return cache.packed[key] = PackQuantized(w, dtype);
+  PackedWeight packed = dtype == qeff::v1::I4 || dtype == qeff::v1::I8 ? PackQuantized(w, dtype) : PackDense(w, dtype);
+  if (cache.writer != nullptr) {
+    QEFF_ASSIGN_OR_RETURN(packed, Store(w, std::move(packed), *cache.writer));
+  }
+  cache.packed[key] = packed;
+  return packed;
+}
+
+// fp32 / bf16 panels (device/cpu/kernels_linalg.h): panel p, row k = source row k's columns
+// 64p .. 64p+63, so packing is a sequential copy.
+PackedWeight PackDense(const ConstTensor& w, device::DType dtype) {
   const int64_t K = w.shape[0], N = w.shape[1];
   const float* src = reinterpret_cast<const float*>(w.data);
-  // fp32 / bf16 panels (device/cpu/kernels_linalg.h): panel p, row k = source row k's columns
-  // 64p .. 64p+63, so packing is a sequential copy.
   const int64_t P = device::kLinearPanel, panels = device::LinearPanels(N);
   auto p = ConstTensor::Allocate(dtype, {panels, K, P});
   for (int64_t pi = 0; pi < panels; ++pi) {
@@ -127,7 +158,6 @@ PackedWeight PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& 
   }
   PackedWeight packed;
   packed.weight = p;
-  cache.packed[key] = packed;
   return packed;
 }
 
@@ -148,7 +178,8 @@ bool IsSlotRange(const IrValue& idx, int64_t C) {
 namespace {
 
 // Adds a packed weight (and its int8 scale) as graph values: {weight value, scale value or -1}.
-std::pair<int, int> AddPacked(IrGraph& g, const std::string& name, const PackedWeight& pw) {
+// `name` by value: callers pass a value's name, and adding values may move it.
+std::pair<int, int> AddPacked(IrGraph& g, std::string name, const PackedWeight& pw) {
   IrValue packed;
   packed.name = name + ".packed_" + device::DTypeName(pw.weight->dtype);
   packed.constant = pw.weight;
@@ -169,7 +200,7 @@ std::pair<int, int> AddPacked(IrGraph& g, const std::string& name, const PackedW
 
 }  // namespace
 
-void PackExperts(IrGraph& g, WeightCache& cache) {
+absl::Status PackExperts(IrGraph& g, WeightCache& cache) {
   for (IrNode& n : g.nodes) {
     if (n.dead || n.op.type() != "SparseMoE") continue;
     device::SetAttrInt(n.op, "intermediate_size", g.values[n.in[2]].shape[1]);  // gate [H, I]
@@ -178,19 +209,21 @@ void PackExperts(IrGraph& g, WeightCache& cache) {
       const IrValue& w = g.values[n.in[i]];
       // The router stays float32: quantizing it could change which experts are chosen.
       const device::DType dtype = i == 1 ? qeff::v1::F32 : cache.weight_dtype;
-      const auto [pv, sv] = AddPacked(g, g.values[n.in[i]].name, PackWeight(*w.constant, dtype, cache));
+      QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight(*w.constant, dtype, cache));
+      const auto [pv, sv] = AddPacked(g, g.values[n.in[i]].name, pw);
       n.in[i] = pv;
       if (sv >= 0) scales.push_back(sv);
     }
     n.in.insert(n.in.end(), scales.begin(), scales.end());
   }
+  return absl::OkStatus();
 }
 
 bool IsView(const IrGraph& g, const IrNode& n) {
   return n.op.type() == "Reshape" && !n.in.empty() && n.in[0] >= 0 && g.Root(n.out[0]) == g.Root(n.in[0]);
 }
 
-void FuseLinear(IrGraph& g, WeightCache& cache) {
+absl::Status FuseLinear(IrGraph& g, WeightCache& cache) {
   auto consumers = Consumers(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     IrNode& n = g.nodes[i];
@@ -198,7 +231,8 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
     const IrValue& w = g.values[n.in[1]];
     if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) continue;
     const int64_t N = w.shape[1];
-    const auto [pv, sv] = AddPacked(g, w.name, PackWeight(*w.constant, cache.weight_dtype, cache));
+    QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight(*w.constant, cache.weight_dtype, cache));
+    const auto [pv, sv] = AddPacked(g, w.name, pw);
     consumers.resize(g.values.size());
     n.op.set_type("Linear");
     device::SetAttrInt(n.op, "out_features", N);
@@ -223,6 +257,7 @@ void FuseLinear(IrGraph& g, WeightCache& cache) {
     n.out[0] = add_out;
     g.values[add_out].producer = static_cast<int>(i);
   }
+  return absl::OkStatus();
 }
 
 namespace {

@@ -27,6 +27,8 @@
 
 namespace qeff::compiler {
 
+class WeightsWriter;  // program_writer.h
+
 // Packed weights shared by all specializations of one compile (keyed by source bytes).
 struct PackedWeight {
   ConstPtr weight;  // fp32/bf16 [ceil(N/64), K, 64]; int8/int4 as device/cpu/kernels_quant.h packs them
@@ -35,10 +37,14 @@ struct PackedWeight {
 struct WeightCache {
   device::DType weight_dtype = qeff::v1::F32;  // F32, BF16, I8 or I4 for Linear weights
   std::map<std::pair<const uint8_t*, int>, PackedWeight> packed;
+  // When set, each packed weight is written here at once and kept only as its offset
+  // (ConstTensor::stored_offset), and the source's pages are dropped from memory: a compile's
+  // resident memory stays near one tensor instead of every packed copy plus the whole export.
+  WeightsWriter* writer = nullptr;
 };
 
-void FuseLinear(IrGraph& g, WeightCache& cache);
-void PackExperts(IrGraph& g, WeightCache& cache);
+absl::Status FuseLinear(IrGraph& g, WeightCache& cache);
+absl::Status PackExperts(IrGraph& g, WeightCache& cache);
 void FuseAttention(IrGraph& g);
 void FuseTransposedB(IrGraph& g);
 void ElideFullGather(IrGraph& g);

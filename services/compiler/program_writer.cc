@@ -26,7 +26,14 @@ WeightsWriter::~WeightsWriter() {
   if (file_ != nullptr) std::fclose(file_);
 }
 
+absl::StatusOr<int64_t> WeightsWriter::AddTransient(const ConstTensor& c) {
+  QEFF_ASSIGN_OR_RETURN(const int64_t off, Add(c));
+  by_pointer_.erase(c.data);
+  return off;
+}
+
 absl::StatusOr<int64_t> WeightsWriter::Add(const ConstTensor& c) {
+  if (c.stored_offset >= 0) return c.stored_offset;
   auto p = by_pointer_.find(c.data);
   if (p != by_pointer_.end()) return p->second;
   const int64_t bytes = static_cast<int64_t>(c.bytes());

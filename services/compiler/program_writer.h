@@ -21,8 +21,11 @@ class WeightsWriter {
   WeightsWriter& operator=(WeightsWriter&&) = delete;
   ~WeightsWriter();
 
-  // Offset of `c` in the file, appending it if it is new.
+  // Offset of `c` in the file, appending it if it is new (same address or same bytes).
   absl::StatusOr<int64_t> Add(const ConstTensor& c);
+  // The same for a tensor about to be freed: not remembered by address, which a later
+  // allocation may reuse.
+  absl::StatusOr<int64_t> AddTransient(const ConstTensor& c);
   // Flushes and fsyncs; returns the file size.
   absl::StatusOr<int64_t> Finish();
 
