@@ -2,9 +2,14 @@
 // roofline: every decode step must stream each weight byte and the whole KV cache once, so
 //   roofline tokens/s = measured read bandwidth / (weight + KV-cache bytes read per token).
 //
-//   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16]
-//                     [--threads 0] [--bandwidth-gbs X] [--work-dir DIR]
-// Prints one JSON object. Without --bandwidth-gbs it measures read bandwidth itself.
+//   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16|int8|int4]
+//                     [--threads 0] [--bandwidth-gbs X] [--work-dir DIR [--reuse-export]]
+//                     [--prefill-tokens N ...]
+// Prints one JSON object. Without --bandwidth-gbs it measures read bandwidth itself. The prompt
+// is the token ids 100, 101, ...; `generated_token_ids` are the greedy tokens after it (so other
+// runtimes can be checked against them). Each --prefill-tokens N reports
+// `prefill_tokens_per_s[N]` for one prefill call on N tokens (best of 3): N = --prompt runs on the
+// decode qpc, any other N on a qpc compiled with prefill_seq_len N.
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,6 +98,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "0 = all cores");
   app.add_option("--bandwidth-gbs", bw, "memory read bandwidth; measured when 0");
   app.add_option("--work-dir", keep, "keep the export and qpc here (default: a temp dir, removed)");
+  bool reuse_export = false;
+  std::vector<int> prefill_tokens;
+  app.add_flag("--reuse-export", reuse_export, "use the export an earlier run left in --work-dir");
+  app.add_option("--prefill-tokens", prefill_tokens, "also measure prefill tokens/s on a prompt of N tokens")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
@@ -106,20 +116,28 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto t0 = Clock::now();
-  auto exported = qeff::exporter::ExportModel(*folder, {}, work / "export", [](auto&&...) {});
-  if (!exported.ok()) {
-    std::fprintf(stderr, "export: %s\n", exported.status().ToString().c_str());
-    return 1;
+  // --reuse-export: a benchmark sweeping dtypes and threads exports a multi-GB model once.
+  if (!(reuse_export && fs::exists(work / "export" / "model.onnx"))) {
+    auto exported = qeff::exporter::ExportModel(*folder, {}, work / "export", [](auto&&...) {});
+    if (!exported.ok()) {
+      std::fprintf(stderr, "export: %s\n", exported.status().ToString().c_str());
+      return 1;
+    }
   }
   auto t1 = Clock::now();
-  qeff::compiler::CompileOptions opt;
-  opt.ctx_len = ctx;
-  opt.prefill_seq_len = prompt;
-  opt.weight_dtype = dtype;
-  opt.num_cores = threads;
-  auto compiled = qeff::compiler::CompileModel(work / "export", opt, work / "qpc", [](auto&&...) {});
-  if (!compiled.ok()) {
-    std::fprintf(stderr, "compile: %s\n", compiled.status().ToString().c_str());
+  auto compile = [&](int seq_len, int ctx_len, const fs::path& qpc) -> absl::Status {
+    qeff::compiler::CompileOptions opt;
+    opt.ctx_len = ctx_len;
+    opt.prefill_seq_len = seq_len;
+    opt.weight_dtype = dtype;
+    opt.num_cores = threads;
+    fs::remove_all(qpc);
+    fs::create_directories(qpc);
+    auto compiled = qeff::compiler::CompileModel(work / "export", opt, qpc, [](auto&&...) {});
+    return compiled.status();
+  };
+  if (absl::Status st = compile(prompt, ctx, work / "qpc"); !st.ok()) {
+    std::fprintf(stderr, "compile: %s\n", st.ToString().c_str());
     return 1;
   }
   auto t2 = Clock::now();
@@ -128,8 +146,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "load: %s\n", session.status().ToString().c_str());
     return 1;
   }
+  auto prompt_ids = [](int n) {
+    std::vector<int32_t> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(100 + i);
+    return ids;
+  };
   qeff::runner::GenerationRequest req;
-  for (int i = 0; i < prompt; ++i) req.prompt.push_back(100 + i);
+  req.prompt = prompt_ids(prompt);
   req.max_new_tokens = 8;
   (void)qeff::runner::Generate(**session, req, [](int32_t) { return true; });  // warm-up
   req.max_new_tokens = steps;
@@ -149,6 +172,48 @@ int main(int argc, char** argv) {
     if (bw <= 0) measured_bw = std::max(measured_bw, qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 5));
   }
   if (bw <= 0) bw = measured_bw;
+  const std::string profile = (*session)->TakeProfile();
+
+  // Prefill speed: one prefill call of N tokens, best of 3 after a warm-up. A prompt of the
+  // decode qpc's prefill_seq_len runs there; any other N gets a qpc with prefill_seq_len N.
+  auto prefill_tokens_per_s = [&](qeff::device::Session& s, int n) -> absl::StatusOr<double> {
+    qeff::runner::GenerationRequest preq;
+    preq.prompt = prompt_ids(n);
+    preq.max_new_tokens = 1;
+    double best_ms = 0;
+    for (int rep = 0; rep < 4; ++rep) {
+      auto run = qeff::runner::Generate(s, preq, [](int32_t) { return true; });
+      if (!run.ok()) return run.status();
+      if (rep > 0 && (best_ms == 0 || run->stats.prefill_ms < best_ms)) best_ms = run->stats.prefill_ms;
+    }
+    return n / (best_ms / 1e3);
+  };
+  nlohmann::json prefill = nlohmann::json::object();
+  for (int n : prefill_tokens) {
+    if (n != prompt) continue;
+    auto tps = prefill_tokens_per_s(**session, n);
+    if (!tps.ok()) {
+      std::fprintf(stderr, "prefill %d: %s\n", n, tps.status().ToString().c_str());
+      return 1;
+    }
+    prefill[std::to_string(n)] = *tps;
+  }
+  session->reset();  // one model's weights in memory at a time
+  for (int n : prefill_tokens) {
+    if (n == prompt) continue;
+    const fs::path qpc = work / ("qpc-prefill-" + std::to_string(n));
+    absl::Status st = compile(n, std::max(ctx, n + 16), qpc);
+    auto s = st.ok() ? qeff::device::Session::Load(qpc, threads)
+                     : absl::StatusOr<std::unique_ptr<qeff::device::Session>>(st);
+    auto tps = s.ok() ? prefill_tokens_per_s(**s, n) : absl::StatusOr<double>(s.status());
+    if (!tps.ok()) {
+      std::fprintf(stderr, "prefill %d: %s\n", n, tps.status().ToString().c_str());
+      return 1;
+    }
+    prefill[std::to_string(n)] = *tps;
+    s->reset();
+    fs::remove_all(qpc);
+  }
   const DecodeBytes read = DecodeReadBytes(work / "qpc");
   const int64_t wbytes = read.weights;
   const double per_token = static_cast<double>(read.weights + read.state);
@@ -170,9 +235,10 @@ int main(int argc, char** argv) {
       {"effective_gb_per_s", r->stats.decode_tokens_per_s * per_token / 1e9},
       {"read_bandwidth_gb_per_s", bw},
       {"roofline_tokens_per_s", roofline},
-      {"fraction_of_roofline", r->stats.decode_tokens_per_s / roofline}};
+      {"fraction_of_roofline", r->stats.decode_tokens_per_s / roofline},
+      {"prefill_tokens_per_s", prefill},
+      {"generated_token_ids", r->tokens}};
   std::printf("%s\n", out.dump(2).c_str());
-  const std::string profile = (*session)->TakeProfile();
   if (!profile.empty()) std::fprintf(stderr, "per-op time (QEFF_PROFILE=1):\n%s", profile.c_str());
   if (keep.empty()) fs::remove_all(work);
   return 0;

@@ -1,0 +1,86 @@
+// llama.cpp's side of bench/run_peers.sh, through node-llama-cpp's prebuilt CPU build (the npm
+// package ships the binaries; nothing is built or downloaded at run time):
+//   node llama_bench.js --model FILE.gguf --threads N [--ctx 256] [--prompt 32] [--steps 64] [--prefill 32,512]
+// Prints one JSON object: decode tokens/s (after the first generated token, over `steps`
+// tokens, greedy, best of 3, after a `prompt`-token prompt, in a context of `ctx` tokens),
+// prefill tokens/s per prompt length (one batch of N tokens on an empty cache of N + 16, best
+// of 3 after a warm-up) and the greedy tokens of the decode run: the shapes qeff-decode-bench
+// compiles. llama.cpp's other defaults stay (f16 KV cache, flash attention "auto"). Prompts are
+// the token ids 100, 101, ..., as in qeff-decode-bench, so the greedy tokens can be compared.
+import {getLlama, LlamaLogLevel} from 'node-llama-cpp';
+import {readFileSync} from 'node:fs';
+import {parseArgs} from 'node:util';
+
+const {values: args} = parseArgs({options: {
+  model: {type: 'string'}, threads: {type: 'string'}, prompt: {type: 'string', default: '32'},
+  steps: {type: 'string', default: '64'}, prefill: {type: 'string', default: ''},
+  ctx: {type: 'string', default: '256'},
+}});
+if (!args.model || !args.threads) {
+  console.error('usage: node llama_bench.js --model FILE.gguf --threads N [--ctx 256] [--prompt 32] [--steps 64]' +
+      ' [--prefill 32,512]');
+  process.exit(2);
+}
+const threads = parseInt(args.threads, 10);
+const promptLen = parseInt(args.prompt, 10);
+const steps = parseInt(args.steps, 10);
+const ctx = parseInt(args.ctx, 10);
+const prefillLens = args.prefill ? args.prefill.split(',').map((s) => parseInt(s, 10)) : [];
+const ids = (n) => Array.from({length: n}, (_, i) => 100 + i);
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+// maxThreads 0: the context's `threads` is then the exact thread count, not a hint.
+const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: 0});
+const model = await llama.loadModel({modelPath: args.model, gpuLayers: 0});
+const newContext = (size) => model.createContext({contextSize: size, batchSize: size, threads, sequences: 1});
+let context = await newContext(Math.max(ctx, promptLen + steps + 1));
+let seq = context.getSequence();
+const contextSize = context.contextSize;
+const flashAttention = context.flashAttention;
+
+// Greedy decode; the first generated token ends the prefill and starts the clock.
+async function decode() {
+  await seq.clearHistory();
+  const tokens = [];
+  let t0 = 0;
+  for await (const token of seq.evaluate(ids(promptLen), {temperature: 0, yieldEogToken: true})) {
+    tokens.push(token);
+    if (tokens.length === 1) t0 = now();
+    if (tokens.length === steps + 1) break;
+  }
+  return {tokensPerS: steps / (now() - t0), tokens};
+}
+
+async function prefill(n) {
+  await seq.clearHistory();
+  const t0 = now();
+  await seq.evaluateWithoutGeneratingNewTokens(ids(n));
+  return n / (now() - t0);
+}
+
+await decode();  // warm-up: pages the weights in
+let best = null;
+for (let rep = 0; rep < 3; ++rep) {
+  const run = await decode();
+  if (!best || run.tokensPerS > best.tokensPerS) best = run;
+}
+const prefillTokensPerS = {};
+for (const n of prefillLens) {
+  await context.dispose();
+  context = await newContext(Math.max(ctx, n + 16));
+  seq = context.getSequence();
+  await prefill(n);
+  let top = 0;
+  for (let rep = 0; rep < 3; ++rep) top = Math.max(top, await prefill(n));
+  prefillTokensPerS[String(n)] = top;
+}
+const pkg = JSON.parse(readFileSync(new URL('./node_modules/node-llama-cpp/package.json', import.meta.url)));
+console.log(JSON.stringify({
+  runtime: 'node-llama-cpp ' + pkg.version,
+  threads, context_size: contextSize, flash_attention: flashAttention,
+  prompt_tokens: promptLen, decode_steps: steps,
+  decode_tokens_per_s: best.tokensPerS, prefill_tokens_per_s: prefillTokensPerS,
+  generated_token_ids: best.tokens,
+}));
+await context.dispose();
+await model.dispose();
