@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const P
   std::unique_ptr<Session> s(new Session());
   s->program_ = std::move(program);
   s->pool_ = &ThreadPool::Process();
-  // Prefill's sgemm runs on OpenBLAS's own threads, sized like the shared pool once.
+  // MatMul's sgemm (large products between activations) runs on OpenBLAS's own threads, sized
+  // like the shared pool once.
   static const bool blas_sized = [&] {
     openblas_set_num_threads(s->pool_->size());
     return true;

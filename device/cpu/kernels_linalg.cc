@@ -201,7 +201,7 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
     // (Lambdas name a thread_local afresh in each worker: pass this thread's by pointer.)
     static thread_local QuantizedRows scratch_rows;
     const QuantizedRows* rows = &scratch_rows;
-    scratch_rows.Quantize(px, M, K, w.dtype);
+    scratch_rows.Quantize(px, M, K, w.dtype, parallel ? pool : nullptr);
     const void* scale = in[3].data;
     auto body = [&](int64_t p0, int64_t p1) { QuantLinearPanels(*rows, w.data, scale, bias, y, N, p0, p1); };
     if (parallel) pool->ParallelFor(LinearPanels(N), 1, body);

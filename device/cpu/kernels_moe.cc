@@ -1,9 +1,9 @@
 // SparseMoE: a mixture-of-experts MLP that reads only the routed experts' weights. Tokens are
 // grouped per expert, so each chosen expert's three matrices are read once per call whatever
 // the number of its tokens (a decode step of one token reads top_k experts, not all of them),
-// and each group goes through the Linear kernel (GEMV rows at decode, sgemm for long prefill
-// groups). Routing follows HF: softmax over all experts in float32, the top_k largest
-// (ties: lower expert index first), optionally renormalized; outputs are summed in expert order.
+// and each group goes through the Linear kernel. Routing follows HF: softmax over all experts in
+// float32, the top_k largest (ties: lower expert index first), optionally renormalized; outputs
+// are summed in expert order.
 #include <algorithm>
 #include <cmath>
 

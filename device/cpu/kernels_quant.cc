@@ -193,7 +193,7 @@ Shape QuantScaleShape(DType weights, int64_t N, int64_t K) {
 
 void SetQuantLinearPortableForTesting(bool portable) { g_portable = portable; }
 
-void QuantizedRows::Quantize(const float* x, int64_t M, int64_t K, DType weights) {
+void QuantizedRows::Quantize(const float* x, int64_t M, int64_t K, DType weights, ThreadPool* pool) {
   M_ = M;
   K_ = K;
   kp_ = QuantPaddedK(K);
@@ -203,10 +203,15 @@ void QuantizedRows::Quantize(const float* x, int64_t M, int64_t K, DType weights
   scale_.resize(static_cast<size_t>(M * blocks_));
   offset_.resize(static_cast<size_t>(M * blocks_));
   const int32_t offset = weights == qeff::v1::I4 ? kInt4Offset : kInt8Offset;
-  for (int64_t m = 0; m < M; ++m) {
-    QuantizeRow(x + m * K, K, kp_, offset, q_.data() + m * kp_, scale_.data() + m * blocks_,
-                offset_.data() + m * blocks_);
-  }
+  auto rows = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      QuantizeRow(x + m * K, K, kp_, offset, q_.data() + m * kp_, scale_.data() + m * blocks_,
+                  offset_.data() + m * blocks_);
+    }
+  };
+  // Prefill quantizes hundreds of rows per Linear: not on one thread while the other waits.
+  if (pool != nullptr && M * K >= (1 << 16)) pool->ParallelFor(M, 4, rows);
+  else rows(0, M);
 }
 
 void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale, const float* bias, float* y,

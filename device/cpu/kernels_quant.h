@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "device/cpu/thread_pool.h"
 #include "device/tensor.h"
 
 namespace qeff::device {
@@ -38,8 +39,9 @@ Shape QuantScaleShape(DType weights, int64_t N, int64_t K);
 // Input rows quantized per block of 32, with each block's offset correction.
 class QuantizedRows {
  public:
-  // x [M, K] f32 for I8 or I4 weights. Reuses its buffers: no allocation once warm.
-  void Quantize(const float* x, int64_t M, int64_t K, DType weights);
+  // x [M, K] f32 for I8 or I4 weights, rows spread over `pool` (may be null) when there are
+  // many. Reuses its buffers: no allocation once warm.
+  void Quantize(const float* x, int64_t M, int64_t K, DType weights, ThreadPool* pool);
 
   int64_t rows() const { return M_; }
   int64_t k() const { return K_; }

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <gtest/gtest.h>
 #include "absl/strings/match.h"
@@ -42,13 +43,21 @@ using testing::Workdir;
 
 class CausalLmPipelineTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
-  const fs::path dir = kFixtures / GetParam();
+// The fixture's reference.json and outputs.safetensors.
+void LoadFixture(const fs::path& dir, nlohmann::json* ref, std::optional<hf::SafetensorsFile>* outputs) {
   std::ifstream in(dir / "reference.json");
   ASSERT_TRUE(in) << dir;
-  const nlohmann::json ref = nlohmann::json::parse(in);
-  auto outputs = hf::SafetensorsFile::Open(dir / "outputs.safetensors");
-  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  *ref = nlohmann::json::parse(in);
+  auto o = hf::SafetensorsFile::Open(dir / "outputs.safetensors");
+  ASSERT_TRUE(o.ok()) << o.status();
+  outputs->emplace(std::move(*o));
+}
+
+TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
+  const fs::path dir = kFixtures / GetParam();
+  nlohmann::json ref;
+  std::optional<hf::SafetensorsFile> outputs;
+  ASSERT_NO_FATAL_FAILURE(LoadFixture(dir, &ref, &outputs));
 
   // Longrope (phi3_longrope) picks short or long factors per call from the call's largest
   // position, as HF does; HF's reference logits come from one call over the whole prompt, so a
@@ -126,11 +135,9 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
 // margin).
 TEST_P(CausalLmPipelineTest, QuantizedWeightsStayWithinTheirStatedBounds) {
   const fs::path dir = kFixtures / GetParam();
-  std::ifstream in(dir / "reference.json");
-  ASSERT_TRUE(in) << dir;
-  const nlohmann::json ref = nlohmann::json::parse(in);
-  auto outputs = hf::SafetensorsFile::Open(dir / "outputs.safetensors");
-  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  nlohmann::json ref;
+  std::optional<hf::SafetensorsFile> outputs;
+  ASSERT_NO_FATAL_FAILURE(LoadFixture(dir, &ref, &outputs));
   if (GetParam() == "phi3_longrope") GTEST_SKIP() << "decode-path logits are not comparable past the switch (see above)";
   const bool moe = GetParam() == "mixtral" || GetParam() == "qwen2_moe";
   for (const auto& [dtype, min_cosine] : {std::pair<const char*, double>{"int8", moe ? 0.85 : 0.98}, {"int4", 0.0}}) {
