@@ -253,7 +253,9 @@ TEST(QuantizedPipelineTest, QuantizedWeightsComputeTheModelOfTheirRoundedWeights
       to_fp32 = std::min(to_fp32, testing::Cosine(q, RunStep(*fp32, SpecIndex(*fp32, 1), id, pos)));
     }
     EXPECT_GE(to_rounded, 0.998) << dtype;
-    if (dtype == "int4") EXPECT_GT(1 - to_fp32, 10 * (1 - to_rounded)) << dtype;
+    if (dtype == "int4") {
+      EXPECT_GT(1 - to_fp32, 10 * (1 - to_rounded)) << dtype;
+    }
     std::printf("llama %s: min cosine to its rounded-weight model %.6f, to fp32 %.6f\n", dtype.c_str(), to_rounded,
                 to_fp32);
   }
