@@ -43,9 +43,7 @@ uint16_t ToBf16(float f) {
   return static_cast<uint16_t>(bits >> 16);
 }
 
-// [K,N] f32 -> [N,K] in the cache's weight dtype. int8 is symmetric per output row:
-// scale = max|w| / 127, q = round(w / scale).
-// int8 and int4 in kernels_quant.h's panels. int8: symmetric per output, scale = max|w| / 127,
+// Packers read the source [K, N] f32 constant. int8 and int4 in kernels_quant.h's panels. int8: symmetric per output, scale = max|w| / 127,
 // q = round(w / scale). int4, as llama.cpp's Q4_0: per output and block of 32 inputs, d = (the
 // value of largest magnitude) / -8, rounded to bf16 first so the kernel multiplies by exactly the
 // scale used here, q = round(w / d) clamped to [-8, 7]. Both are stored with their offset
