@@ -58,6 +58,8 @@ std::vector<std::string> QaicCompileCommand(const fs::path& onnx_path, const Com
   std::vector<std::string> argv = {QaicCompilePath(), "-aic-hw", "-aic-hw-version=ai100", "-m=" + onnx_path.string()};
   if (causal) argv.push_back("-retained-state");
   argv.push_back("-convert-to-fp16");
+  // Weight compression: QEfficient's mxfp6_matmul is what int8/int4 ask of the cpu target.
+  if (o.weight_dtype == "int8" || o.weight_dtype == "int4") argv.push_back("-mxfp6-matmul");
   argv.push_back(absl::StrCat("-aic-num-cores=", o.num_cores > 0 ? o.num_cores : 16));
   argv.push_back("-network-specialization-config=specializations.json");
   if (causal) argv.push_back("-custom-IO-list-file=custom_io.yaml");

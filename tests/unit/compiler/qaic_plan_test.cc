@@ -2,6 +2,7 @@
 // a stand-in compiler script records its argv and working directory.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 
 #include "common/hf/model_folder.h"
 #include "services/compiler/compiler.h"
+#include "services/compiler/qaic_plan.h"
 #include "services/exporter/exporter.h"
 
 namespace qeff::compiler {
@@ -71,6 +73,21 @@ TEST(QaicPlanTest, WritesSpecializationsCustomIoAndRunsQaicCompile) {
                      "   Precision: float16\n\n - IOName: past_value.0\n", 0), 0u) << io;
   EXPECT_NE(io.find("past_value.1_RetainedState"), std::string::npos);
   fs::remove_all(work);
+}
+
+// int8/int4 weights ask the SDK for QEfficient's mxfp6_matmul compression, in its argv position.
+TEST(QaicPlanTest, QuantizedWeightsAddMxfp6Matmul) {
+  CompileOptions opt;
+  opt.num_cores = 16;
+  for (const char* dtype : {"fp32", "bf16", "int8", "int4"}) {
+    opt.weight_dtype = dtype;
+    const auto argv = QaicCompileCommand("m.onnx", opt, /*causal=*/true);
+    const auto at = std::find(argv.begin(), argv.end(), "-convert-to-fp16");
+    ASSERT_NE(at, argv.end());
+    const bool quantized = std::string(dtype) == "int8" || std::string(dtype) == "int4";
+    EXPECT_EQ(*(at + 1) == "-mxfp6-matmul", quantized) << dtype;
+    EXPECT_EQ(std::count(argv.begin(), argv.end(), "-mxfp6-matmul"), quantized ? 1 : 0) << dtype;
+  }
 }
 
 // Continuous batching: QEfficient's CB specializations in the qaic plan, the cpu ladder of decode
