@@ -177,9 +177,9 @@ TEST_P(CausalLmPipelineTest, QuantizedWeightsStayWithinTheirStatedBounds) {
 }
 
 // Writes a copy of `src` whose projection weights ([out, in] nn.Linear weights named *proj.weight
-// and lm_head.weight) hold exactly the values the compiler's int8 or int4 packer keeps: per row
-// max|w|/127 (int8), or per block of 32 along `in` d = bf16(peak / -8), q = round(w / d)
-// clamped to [-8, 7] (int4). Re-quantizing these values is exact, so an fp32 compile of the copy
+// and lm_head.weight) hold exactly the values the compiler's bf16, int8 or int4 packer keeps:
+// round to nearest even (bf16), per row max|w|/127 (int8), or per block of 32 along `in`
+// d = bf16(peak / -8), q = round(w / d) clamped to [-8, 7] (int4). Re-quantizing these values is exact, so an fp32 compile of the copy
 // computes the quantized model without activation quantization.
 void WriteFakeQuantized(const fs::path& src, const fs::path& dst, const std::string& dtype) {
   fs::create_directories(dst);
@@ -202,7 +202,9 @@ void WriteFakeQuantized(const fs::path& src, const fs::path& dst, const std::str
     const bool linear = view.shape.size() == 2 && (absl::EndsWith(name, "proj.weight") || name == "lm_head.weight");
     if (linear) {
       const int64_t rows = view.shape[0], K = view.shape[1];
-      for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t r = 0; r < rows && dtype == "bf16"; ++r)
+        for (int64_t k = 0; k < K; ++k) v[r * K + k] = bf16(v[r * K + k]);
+      for (int64_t r = 0; r < rows && dtype != "bf16"; ++r) {
         float* row = v.data() + r * K;
         const int64_t block = dtype == "int8" ? K : 32;
         for (int64_t k0 = 0; k0 < K; k0 += block) {
@@ -223,11 +225,12 @@ void WriteFakeQuantized(const fs::path& src, const fs::path& dst, const std::str
   ASSERT_TRUE(hf::WriteSafetensors(dst / "model.safetensors", out).ok());
 }
 
-// int8 and int4 compiles against an fp32 compile of the same weights rounded to their grid:
-// they differ only by the activations' quantization per block of 32 (cosine >= 0.998 on this
-// chaotic fixture, about as much as int8's weight rounding costs), and int4's agreement with
-// its rounded model is far closer than with the unquantized one. A packing or kernel layout
-// error would break this.
+// bf16, int8 and int4 compiles against an fp32 compile of the same weights rounded to their
+// grid. bf16 keeps activations in fp32, so it must compute its rounded model to float
+// rounding (cosine >= 0.99999); int8/int4 differ from theirs only by the activations'
+// quantization per block of 32 (cosine >= 0.998 on this chaotic fixture, about as much as
+// int8's weight rounding costs), and int4's agreement with its rounded model is far closer than
+// with the unquantized one. A packing or kernel layout error would break this.
 TEST(QuantizedPipelineTest, QuantizedWeightsComputeTheModelOfTheirRoundedWeights) {
   const fs::path dir = kFixtures / "llama";
   std::ifstream in(dir / "reference.json");
@@ -236,7 +239,7 @@ TEST(QuantizedPipelineTest, QuantizedWeightsComputeTheModelOfTheirRoundedWeights
   Workdir base("fq-fp32");
   auto fp32 = ExportAndCompile(dir, base.path(), 8, /*ctx=*/64);
   ASSERT_TRUE(fp32);
-  for (const std::string dtype : {"int8", "int4"}) {
+  for (const std::string dtype : {"bf16", "int8", "int4"}) {
     Workdir work("fq-" + dtype);
     WriteFakeQuantized(dir, work.path() / "model", dtype);
     auto rounded = ExportAndCompile(work.path() / "model", work.path() / "rounded", 8, 64);
@@ -252,7 +255,7 @@ TEST(QuantizedPipelineTest, QuantizedWeightsComputeTheModelOfTheirRoundedWeights
       to_rounded = std::min(to_rounded, testing::Cosine(q, RunStep(*rounded, SpecIndex(*rounded, 1), id, pos)));
       to_fp32 = std::min(to_fp32, testing::Cosine(q, RunStep(*fp32, SpecIndex(*fp32, 1), id, pos)));
     }
-    EXPECT_GE(to_rounded, 0.998) << dtype;
+    EXPECT_GE(to_rounded, dtype == "bf16" ? 0.99999 : 0.998) << dtype;
     if (dtype == "int4") {
       EXPECT_GT(1 - to_fp32, 10 * (1 - to_rounded)) << dtype;
     }
