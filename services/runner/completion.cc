@@ -62,13 +62,10 @@ bool Completion::Next(std::vector<CompletionChunk>* chunks, std::chrono::millise
   bool waited = false;
   for (int i = 0; i < static_cast<int>(choices_.size()); ++i) {
     if (choices_[i].reported) continue;
-    CompletionChunk chunk;
-    chunk.index = i;
     // Block on the first unfinished choice only; the others are polled.
-    const bool got = Drain(i, &chunk, waited ? std::chrono::milliseconds(0) : timeout);
+    Drain(i, chunks, waited ? std::chrono::milliseconds(0) : timeout);
     waited = true;
     if (!status_.ok()) return false;
-    if (got) chunks->push_back(std::move(chunk));
   }
   for (const auto& ch : choices_) {
     if (!ch.reported) return true;
@@ -76,59 +73,77 @@ bool Completion::Next(std::vector<CompletionChunk>* chunks, std::chrono::millise
   return false;
 }
 
-bool Completion::Drain(int i, CompletionChunk* chunk, std::chrono::milliseconds timeout) {
+bool Completion::Drain(int i, std::vector<CompletionChunk>* chunks, std::chrono::milliseconds timeout) {
   Choice& ch = choices_[i];
   std::vector<int32_t> tokens;
-  bool done = ch.handle->Wait(&tokens, timeout, logprobs_ ? &chunk->logprobs : nullptr, &chunk->token_times);
+  std::vector<TokenLogprob> logprobs;
+  std::vector<Clock::time_point> times;
+  const bool done = ch.handle->Wait(&tokens, timeout, logprobs_ ? &logprobs : nullptr, &times);
+  const size_t first = chunks->size();
+  // One chunk per token: a client streams tokens as they are sampled even when several were
+  // ready at once (a fast model outruns the reader; merging them made a stream one message).
   for (size_t k = 0; k < tokens.size(); ++k) {
-    const int32_t t = tokens[k];
-    chunk->tokens.push_back(t);
+    CompletionChunk c;
+    c.index = i;
+    c.tokens.push_back(tokens[k]);
+    if (k < logprobs.size()) c.logprobs.push_back(std::move(logprobs[k]));
+    if (k < times.size()) c.token_times.push_back(times[k]);
     if (ch.decoder) {
-      const std::string piece = ch.decoder->Push(t);
-      chunk->text += ch.stop ? ch.stop->Push(piece) : piece;
+      const std::string piece = ch.decoder->Push(tokens[k]);
+      c.text = ch.stop ? ch.stop->Push(piece) : piece;
     }
+    chunks->push_back(std::move(c));
+    ++ch.emitted;
     if (ch.stop && ch.stop->stopped()) {
       // The rest is past the stop: drop it and end the request now.
-      chunk->logprobs.resize(std::min(chunk->logprobs.size(), chunk->tokens.size()));
-      chunk->token_times.resize(chunk->tokens.size());
       ch.stopped = true;
       ch.handle->Cancel(absl::CancelledError("a stop string matched"));
       break;
     }
   }
-  ch.emitted += static_cast<int>(chunk->tokens.size());
+  // The choice's last chunk (a new, empty one when this call brought no token).
+  auto last = [&]() -> CompletionChunk& {
+    if (chunks->size() == first) {
+      chunks->emplace_back();
+      chunks->back().index = i;
+    }
+    return chunks->back();
+  };
   if (ch.stopped) {
     // Wait for the scheduler to release the slot (at most one step) to report its stats.
     std::vector<int32_t> rest;
     while (!ch.handle->Wait(&rest, std::chrono::milliseconds(100))) rest.clear();
-    chunk->done = true;
-    chunk->finish_reason = "stop";
-    chunk->stats = ch.handle->result().stats;
-    chunk->stats.generated_tokens = ch.emitted;
+    CompletionChunk& c = last();
+    c.done = true;
+    c.finish_reason = "stop";
+    c.stats = ch.handle->result().stats;
+    c.stats.generated_tokens = ch.emitted;
     ch.reported = true;
     return true;
   }
   if (done) {
     if (!ch.handle->status().ok()) {
+      chunks->resize(first);
       Fail(ch.handle->status());
       return false;
     }
+    CompletionChunk& c = last();
     if (ch.decoder) {
       const std::string tail = ch.decoder->Flush();
       if (ch.stop) {
-        chunk->text += ch.stop->Push(tail);
-        chunk->text += ch.stop->Flush();
+        c.text += ch.stop->Push(tail);
+        c.text += ch.stop->Flush();
       } else {
-        chunk->text += tail;
+        c.text += tail;
       }
     }
     const GenerationResult& r = ch.handle->result();
-    chunk->done = true;
-    chunk->finish_reason = ch.stop && ch.stop->stopped() ? "stop" : r.finish_reason;
-    chunk->stats = r.stats;
+    c.done = true;
+    c.finish_reason = ch.stop && ch.stop->stopped() ? "stop" : r.finish_reason;
+    c.stats = r.stats;
     ch.reported = true;
   }
-  return done || !chunk->tokens.empty() || !chunk->text.empty();
+  return chunks->size() > first;
 }
 
 }  // namespace qeff::runner

@@ -28,7 +28,8 @@ struct CompletionOptions {
   bool skip_special_tokens = false;  // in the streamed text
 };
 
-// What one choice produced since the last Next().
+// One new token of one choice (with its text, after stop-string hold-back), or the final
+// chunk carrying done.
 struct CompletionChunk {
   int index = 0;
   std::vector<int32_t> tokens;
@@ -48,7 +49,8 @@ class Completion {
                                                            CompletionOptions options);
   ~Completion();  // cancels what is still running
 
-  // Waits up to `timeout` for progress and appends a chunk per choice that made some. Returns
+  // Waits up to `timeout` for progress and appends a chunk per new token of each choice (and
+  // a final one carrying done when no token came with it). Returns
   // false once every choice is done and reported; an error of any choice (cancelled, deadline,
   // unloaded, device failure) ends the completion: see status().
   bool Next(std::vector<CompletionChunk>* chunks, std::chrono::milliseconds timeout);
@@ -69,9 +71,9 @@ class Completion {
     bool reported = false;
   };
   Completion() = default;
-  // Moves what choice `i` has (waiting up to `timeout`) into `chunk`; true when the chunk
-  // carries anything.
-  bool Drain(int i, CompletionChunk* chunk, std::chrono::milliseconds timeout);
+  // Appends what choice `i` has (waiting up to `timeout`) to `chunks`, a chunk per token (the
+  // last one carries done); true when it appended any.
+  bool Drain(int i, std::vector<CompletionChunk>* chunks, std::chrono::milliseconds timeout);
   // A failed choice ends the completion: the others are cancelled.
   void Fail(absl::Status status);
 
