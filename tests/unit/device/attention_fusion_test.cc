@@ -25,6 +25,7 @@
 #include "services/compiler/ir.h"
 #include "services/compiler/passes.h"
 #include "services/exporter/exporter.h"
+#include "tests/unit/temp_dir.h"
 
 namespace qeff {
 namespace {
@@ -32,19 +33,7 @@ namespace fs = std::filesystem;
 
 const fs::path kFixtures = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf";
 
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag)
-      : path_(fs::temp_directory_path() / ("qeff-attn-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using qeff::testing::TempDir;
 
 int NumLayers(const fs::path& model) {
   std::ifstream in(model / "config.json");

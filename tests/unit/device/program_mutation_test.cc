@@ -22,6 +22,7 @@
 #include "services/compiler/compiler.h"
 #include "services/exporter/exporter.h"
 #include "tests/unit/device/program_mutator.h"
+#include "tests/unit/temp_dir.h"
 
 namespace qeff {
 namespace {
@@ -30,19 +31,7 @@ namespace fs = std::filesystem;
 const fs::path kFixtures = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf";
 constexpr int kEdits = 300;
 
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag)
-      : path_(fs::temp_directory_path() / ("qeff-mut-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using qeff::testing::TempDir;
 
 // Exports and compiles `model` for cpu into <dir>/qpc.
 void Compile(const fs::path& model, const fs::path& dir, int full_batch_size) {

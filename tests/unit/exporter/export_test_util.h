@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <onnx/onnx_pb.h>
 
+#include "tests/unit/temp_dir.h"
+
 #include "absl/status/statusor.h"
 #include "services/exporter/exporter.h"
 
@@ -33,18 +35,7 @@ inline const fs::path kNodeDir = kSource / "tests/node";
 // `allow_constant` adds "Constant" (the GPT-2 graph uses it).
 const std::set<std::string>& AllowedOps(bool allow_constant);
 
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix = "qeff-exporter-test");
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using qeff::testing::TempDir;
 
 // Single-quotes `s` for /bin/sh.
 std::string Quote(const std::string& s);

@@ -16,6 +16,7 @@
 #include "common/hf/model_roots.h"
 #include "common/hf/safetensors.h"
 #include "common/util/hash.h"
+#include "tests/unit/temp_dir.h"
 
 namespace qeff::hf {
 namespace {
@@ -26,21 +27,7 @@ using json = nlohmann::json;
 
 const fs::path kGpt2 = fs::path(QEFF_SOURCE_DIR) / "tests/fixtures/hf/gpt2";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "qeff-hf-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using qeff::testing::TempDir;
 
 std::string ReadAll(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

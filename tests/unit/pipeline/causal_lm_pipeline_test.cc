@@ -39,7 +39,7 @@ using testing::ExportAndCompile;
 using testing::MaxDiff;
 using testing::RunStep;
 using testing::SpecIndex;
-using testing::Workdir;
+using testing::TempDir;
 
 class CausalLmPipelineTest : public ::testing::TestWithParam<std::string> {};
 
@@ -68,7 +68,7 @@ TEST_P(CausalLmPipelineTest, MatchesTransformersLogitsAndGreedyTokens) {
   const bool longrope = cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object() &&
                         cfg["rope_scaling"].value("type", cfg["rope_scaling"].value("rope_type", "")) == "longrope";
   const int64_t long_from = longrope ? cfg.value("original_max_position_embeddings", int64_t{1} << 40) : int64_t{1} << 40;
-  Workdir work(GetParam());
+  TempDir work(GetParam());
   const int kPrefill = longrope ? 64 : 8;
   auto session = ExportAndCompile(dir, work.path(), kPrefill, /*ctx=*/64);
   ASSERT_TRUE(session);
@@ -141,7 +141,7 @@ TEST_P(CausalLmPipelineTest, QuantizedWeightsStayWithinTheirStatedBounds) {
   if (GetParam() == "phi3_longrope") GTEST_SKIP() << "decode-path logits are not comparable past the switch (see above)";
   const bool moe = GetParam() == "mixtral" || GetParam() == "qwen2_moe";
   for (const auto& [dtype, min_cosine] : {std::pair<const char*, double>{"int8", moe ? 0.85 : 0.98}, {"int4", 0.0}}) {
-    Workdir work(GetParam() + "-" + dtype);
+    TempDir work(GetParam() + "-" + dtype);
     auto session = ExportAndCompile(dir, work.path(), 8, /*ctx=*/64, dtype);
     ASSERT_TRUE(session);
     const int vocab = session->vocab_size(), decode = SpecIndex(*session, 1);
@@ -236,11 +236,11 @@ TEST(QuantizedPipelineTest, QuantizedWeightsComputeTheModelOfTheirRoundedWeights
   std::ifstream in(dir / "reference.json");
   const nlohmann::json ref = nlohmann::json::parse(in);
   const auto ids = ref["inputs"][0]["input_ids"].get<std::vector<int64_t>>();
-  Workdir base("fq-fp32");
+  TempDir base("fq-fp32");
   auto fp32 = ExportAndCompile(dir, base.path(), 8, /*ctx=*/64);
   ASSERT_TRUE(fp32);
   for (const std::string dtype : {"bf16", "int8", "int4"}) {
-    Workdir work("fq-" + dtype);
+    TempDir work("fq-" + dtype);
     WriteFakeQuantized(dir, work.path() / "model", dtype);
     auto rounded = ExportAndCompile(work.path() / "model", work.path() / "rounded", 8, 64);
     auto quantized = ExportAndCompile(dir, work.path() / "quantized", 8, 64, dtype);

@@ -47,7 +47,7 @@ TEST(StopStringMatcherTest, MatchesAcrossPushesAndHoldsBackPrefixes) {
 class CompletionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    work_ = new testing::Workdir("completion");
+    work_ = new testing::TempDir("completion");
     session_ = testing::ExportAndCompile(kGpt2, work_->path(), 8, 64, "fp32", 4).release();
     auto tok = tokenizer::Tokenizer::FromDirectory(kGpt2);
     ASSERT_TRUE(tok.ok()) << tok.status();
@@ -106,12 +106,12 @@ class CompletionTest : public ::testing::Test {
     return o;
   }
 
-  static testing::Workdir* work_;
+  static testing::TempDir* work_;
   static device::Session* session_;
   static tokenizer::Tokenizer* tokenizer_;
   static runner::Scheduler* scheduler_;
 };
-testing::Workdir* CompletionTest::work_ = nullptr;
+testing::TempDir* CompletionTest::work_ = nullptr;
 device::Session* CompletionTest::session_ = nullptr;
 tokenizer::Tokenizer* CompletionTest::tokenizer_ = nullptr;
 runner::Scheduler* CompletionTest::scheduler_ = nullptr;

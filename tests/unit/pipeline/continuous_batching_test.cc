@@ -45,7 +45,7 @@ TEST_P(ContinuousBatchingTest, BatchedGreedyEqualsAloneAndHf) {
   ASSERT_TRUE(in) << dir;
   const nlohmann::json ref = nlohmann::json::parse(in);
 
-  testing::Workdir work("cb-" + GetParam());
+  testing::TempDir work("cb-" + GetParam());
   constexpr int kPrefill = 8, kCtx = 64, kSlots = 4;
   auto plain = testing::ExportAndCompile(dir, work.path(), kPrefill, kCtx);
   auto batched = testing::ExportAndCompile(dir, work.path(), kPrefill, kCtx, "fp32", kSlots);
@@ -113,7 +113,7 @@ TEST_P(ContinuousBatchingTest, BatchedGreedyEqualsAloneAndHf) {
 // The scheduler's request lifecycle on the GPT-2 fixture: expired deadlines, cancellation
 // mid-generation, shutdown; every case releases its slot.
 TEST(SchedulerTest, DeadlinesCancellationAndShutdownReleaseSlots) {
-  testing::Workdir work("sched");
+  testing::TempDir work("sched");
   auto session = testing::ExportAndCompile(kFixtures / "gpt2", work.path(), 8, 64, "fp32", 2);
   ASSERT_TRUE(session);
   runner::SchedulerOptions options;

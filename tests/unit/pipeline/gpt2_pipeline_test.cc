@@ -44,7 +44,7 @@ class Pipeline {
   const fs::path& work() const { return work_.path(); }
 
  private:
-  testing::Workdir work_;
+  testing::TempDir work_;
 };
 
 struct Fixture {

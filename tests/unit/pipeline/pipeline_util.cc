@@ -13,14 +13,6 @@
 namespace qeff::testing {
 namespace fs = std::filesystem;
 
-Workdir::Workdir(const std::string& tag) {
-  path_ = fs::temp_directory_path() / ("qeff-pipe-" + tag + "-" + std::to_string(::getpid()));
-  fs::remove_all(path_);
-  fs::create_directories(path_);
-}
-
-Workdir::~Workdir() { fs::remove_all(path_); }
-
 std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, const fs::path& work, int prefill,
                                                   int ctx, const std::string& weight_dtype, int full_batch_size) {
   const bool cb = full_batch_size > 0;

@@ -9,21 +9,10 @@
 #include <vector>
 
 #include "device/session.h"
+#include "tests/unit/temp_dir.h"
 
 namespace qeff::testing {
 
-// A fresh temp directory, removed on destruction.
-class Workdir {
- public:
-  explicit Workdir(const std::string& tag);
-  ~Workdir();
-  Workdir(const Workdir&) = delete;
-  Workdir& operator=(const Workdir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Exports `model_dir` into <work>/export (once; later calls reuse it), compiles it for cpu with
 // the given shapes and weight dtype into its own qpc dir, and loads it with 2 threads. With
