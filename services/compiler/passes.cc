@@ -108,7 +108,7 @@ PackedWeight PackDense(const ConstTensor& w, device::DType dtype);
 // Writes a packed weight to weights.bin now and keeps only its offset; drops the source's pages
 // from this process (they are file-backed: a later read faults them back in).
 absl::StatusOr<PackedWeight> Store(const ConstTensor& source, PackedWeight packed, WeightsWriter& writer) {
-  QEFF_ASSIGN_OR_RETURN(const int64_t off, writer.AddTransient(*packed.weight));
+  QEFF_ASSIGN_OR_RETURN(const int64_t off, writer.Add(*packed.weight));
   auto stub = std::make_shared<ConstTensor>();
   stub->dtype = packed.weight->dtype;
   stub->shape = packed.weight->shape;

@@ -18,7 +18,7 @@ absl::StatusOr<WeightsWriter> WeightsWriter::Create(const std::filesystem::path&
 }
 
 WeightsWriter::WeightsWriter(WeightsWriter&& o) noexcept
-    : file_(o.file_), size_(o.size_), by_pointer_(std::move(o.by_pointer_)), by_hash_(std::move(o.by_hash_)) {
+    : file_(o.file_), size_(o.size_), by_hash_(std::move(o.by_hash_)) {
   o.file_ = nullptr;
 }
 
@@ -26,23 +26,14 @@ WeightsWriter::~WeightsWriter() {
   if (file_ != nullptr) std::fclose(file_);
 }
 
-absl::StatusOr<int64_t> WeightsWriter::AddTransient(const ConstTensor& c) {
-  QEFF_ASSIGN_OR_RETURN(const int64_t off, Add(c));
-  by_pointer_.erase(c.data);
-  return off;
-}
-
 absl::StatusOr<int64_t> WeightsWriter::Add(const ConstTensor& c) {
   if (c.stored_offset >= 0) return c.stored_offset;
-  auto p = by_pointer_.find(c.data);
-  if (p != by_pointer_.end()) return p->second;
+  // By content only: remembering addresses went wrong once a constant was freed and a later one
+  // allocated at the same address (a qpc with two weights at one offset).
   const int64_t bytes = static_cast<int64_t>(c.bytes());
   const std::string hash = util::HashHex(std::string_view(reinterpret_cast<const char*>(c.data), c.bytes()));
   auto h = by_hash_.find({hash, bytes});
-  if (h != by_hash_.end()) {
-    by_pointer_[c.data] = h->second;
-    return h->second;
-  }
+  if (h != by_hash_.end()) return h->second;
   static const char kZeros[64] = {};
   const int64_t pad = (64 - size_ % 64) % 64;
   if (pad > 0 && std::fwrite(kZeros, 1, pad, file_) != static_cast<size_t>(pad)) {
@@ -53,7 +44,6 @@ absl::StatusOr<int64_t> WeightsWriter::Add(const ConstTensor& c) {
     return absl::InternalError("writing weights.bin failed (disk full?)");
   }
   size_ = off + bytes;
-  by_pointer_[c.data] = off;
   by_hash_[{hash, bytes}] = off;
   return off;
 }

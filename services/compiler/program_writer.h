@@ -21,11 +21,9 @@ class WeightsWriter {
   WeightsWriter& operator=(WeightsWriter&&) = delete;
   ~WeightsWriter();
 
-  // Offset of `c` in the file, appending it if it is new (same address or same bytes).
+  // Offset of `c` in the file (its stored_offset if already written), appending it unless the
+  // same bytes are there already.
   absl::StatusOr<int64_t> Add(const ConstTensor& c);
-  // The same for a tensor about to be freed: not remembered by address, which a later
-  // allocation may reuse.
-  absl::StatusOr<int64_t> AddTransient(const ConstTensor& c);
   // Flushes and fsyncs; returns the file size.
   absl::StatusOr<int64_t> Finish();
 
@@ -33,7 +31,6 @@ class WeightsWriter {
   explicit WeightsWriter(std::FILE* f) : file_(f) {}
   std::FILE* file_ = nullptr;
   int64_t size_ = 0;
-  std::map<const uint8_t*, int64_t> by_pointer_;
   std::map<std::pair<std::string, int64_t>, int64_t> by_hash_;
 };
 
