@@ -19,6 +19,14 @@ const char* DTypeName(DType dtype);
 int64_t NumElements(const Shape& shape);
 std::string ShapeString(const Shape& shape);
 
+// A bfloat16 (the high 16 bits of a float32) as float32: exact.
+inline float Bf16ToFloat(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
 // A view of tensor memory (kernel inputs/outputs, host IO).
 struct TensorRef {
   void* data = nullptr;

@@ -195,12 +195,7 @@ double Load(const TensorRef& t, int64_t i) {
     case qeff::v1::I64: return static_cast<double>(t.as<int64_t>()[i]);
     case qeff::v1::I32: return t.as<int32_t>()[i];
     case qeff::v1::BOOL: return t.as<uint8_t>()[i];
-    case qeff::v1::BF16: {
-      uint32_t bits = static_cast<uint32_t>(t.as<uint16_t>()[i]) << 16;
-      float f;
-      std::memcpy(&f, &bits, 4);
-      return f;
-    }
+    case qeff::v1::BF16: return Bf16ToFloat(t.as<uint16_t>()[i]);
     default: return 0;
   }
 }

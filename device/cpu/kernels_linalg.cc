@@ -23,15 +23,8 @@
 namespace qeff::device {
 namespace {
 
-inline float Bf16ToF32(uint16_t v) {
-  uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 inline float WeightValue(float v) { return v; }
-inline float WeightValue(uint16_t v) { return Bf16ToF32(v); }
+inline float WeightValue(uint16_t v) { return Bf16ToFloat(v); }
 
 // k is blocked so a block of the panel (256 x 64 weights) stays in L1/L2 while every tile of
 // input rows passes over it; partial sums wait in y between blocks. Each output is one running

@@ -20,13 +20,6 @@ constexpr int32_t kInt8Offset = 128, kInt4Offset = 8;
 
 std::atomic<bool> g_portable{false};
 
-float Bf16ToFloat(uint16_t v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 int64_t PanelBytes(bool int4, int64_t kp) { return int4 ? kp / 8 * kGroupBytes : kp / 4 * kGroupBytes; }
 
 // One row of x: per block of 32, scale max|x| / 127, q = round(x / scale) (zeros past K), and

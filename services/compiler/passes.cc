@@ -81,9 +81,7 @@ PackedWeight PackQuantized(const ConstTensor& w, device::DType dtype) {
       if (int4) {
         const uint16_t d = ToBf16(peak[n] / -8.0f);
         reinterpret_cast<uint16_t*>(scale->mutable_data())[(n / P * blocks + k0 / device::kQuantBlock) * P + n % P] = d;
-        uint32_t bits = static_cast<uint32_t>(d) << 16;
-        float df;
-        std::memcpy(&df, &bits, 4);
+        const float df = device::Bf16ToFloat(d);
         inv[n] = df != 0.0f ? 1.0f / df : 0.0f;
       } else {
         const float s = peak[n] != 0.0f ? std::fabs(peak[n]) / 127.0f : 1.0f;

@@ -120,7 +120,6 @@ TEST_P(MoeKernelTest, MatchesReferenceAndReadsOnlyRoutedExperts) {
       Quantize(e.down, c.H, c.I, &e.qdown, &e.sdown, &e.down);
     }
   }
-  const DType dt = c.int8 ? qeff::v1::I8 : qeff::v1::F32;
   // fp32 weights (and the router) in Linear's panels of 64 outputs (kernels_linalg.h).
   std::vector<std::vector<float>> panels;
   panels.reserve(1 + 3 * c.E);
