@@ -1,6 +1,7 @@
 #include "device/session.h"
 
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,18 +14,28 @@
 namespace qeff::device {
 namespace fs = std::filesystem;
 
-namespace {
 
-uint8_t* AlignedAlloc(size_t bytes) {
-  const size_t rounded = (std::max<size_t>(bytes, 64) + 63) / 64 * 64;
-  return static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
+// Anonymous mappings (zeroed, page-aligned); from 2 MB on in transparent huge pages: decode
+// reads every sequence's KV rows from memory each step, and in 4 KB pages each head's rows
+// cross several pages (TLB misses, and the hardware prefetcher stops at page boundaries).
+uint8_t* Session::Allocate(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const bool huge = bytes >= kHuge;
+  const size_t rounded = huge ? (bytes + kHuge - 1) / kHuge * kHuge : (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096;
+  const size_t mapped = huge ? rounded + kHuge : rounded;  // room to start on a 2 MB boundary
+  void* raw = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  mappings_.emplace_back(raw, mapped);
+  auto* data = static_cast<uint8_t*>(raw);
+  if (huge) {
+    data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
+    ::madvise(data, rounded, MADV_HUGEPAGE);
+  }
+  return data;
 }
 
-}  // namespace
-
 Session::~Session() {
-  std::free(arena_);
-  for (uint8_t* s : states_) std::free(s);
+  for (const auto& [raw, bytes] : mappings_) ::munmap(raw, bytes);
 }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Load(const fs::path& qpc_dir, int num_threads) {
@@ -61,11 +72,11 @@ absl::Status Session::Prepare() {
   const uint8_t* weights = program_->weights() != nullptr ? program_->weights() : kNoWeights;
   for (size_t bytes : program_->state_bytes()) {
     state_bytes_.push_back(bytes);
-    states_.push_back(AlignedAlloc(bytes));
+    states_.push_back(Allocate(bytes));
     if (!states_.back()) return absl::ResourceExhaustedError("cannot allocate the retained-state (KV cache) buffers");
   }
   arena_bytes_ = program_->arena_bytes();
-  arena_ = AlignedAlloc(arena_bytes_);
+  arena_ = Allocate(arena_bytes_);
   if (!arena_) return absl::ResourceExhaustedError("cannot allocate the activation arena");
 
   for (int si = 0; si < program.specializations_size(); ++si) {

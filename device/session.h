@@ -67,6 +67,8 @@ class Session {
 
   Session() = default;
   absl::Status Prepare();
+  // Zeroed, page-aligned memory owned by the session (huge pages from 2 MB on); null on failure.
+  uint8_t* Allocate(size_t bytes);
 
   std::shared_ptr<const Program> program_;
   std::vector<Prepared> prepared_;
@@ -74,6 +76,7 @@ class Session {
   size_t arena_bytes_ = 0;
   std::vector<uint8_t*> states_;
   std::vector<size_t> state_bytes_;
+  std::vector<std::pair<void*, size_t>> mappings_;  // what Allocate mapped, unmapped at destruction
   ThreadPool* pool_ = nullptr;
   int threads_ = 0;
   int last_spec_ = -1;

@@ -103,6 +103,12 @@ QEFF_AVX512 inline float HorizontalSum(__m512 v) {
   return _mm512_cvtss_f32(v);
 }
 
+constexpr int64_t kPrefetchKeys = 8;
+inline void PrefetchRow(const float* row, int64_t D) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < D * static_cast<int64_t>(sizeof(float)); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+}
+
 QEFF_AVX512 inline __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
 }
@@ -115,6 +121,9 @@ QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const float* kbase, c
                                    int64_t D, float* sc, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) {
     const float* kr = kbase + static_cast<int64_t>(keys[i]) * D;
+    // Decode reads each cache row once, from memory (the weights have evicted it): request
+    // rows a few keys ahead so the loads overlap instead of waiting one by one.
+    if (i + kPrefetchKeys < n) PrefetchRow(kbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
     __m512 acc[GB];
     for (int g = 0; g < GB; ++g) acc[g] = _mm512_setzero_ps();
     for (int64_t d = 0; d < D; d += 16) {
@@ -149,6 +158,7 @@ QEFF_AVX512 void AccumulateColsAvx512(const float* p, const float* vbase, const 
     m[c] = TailMask(D - d0 - 16 * c);
   }
   for (int64_t i = 0; i < n; ++i) {
+    if (d0 == 0 && i + kPrefetchKeys < n) PrefetchRow(vbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
     const __m512 w = _mm512_set1_ps(p[i]);
     const float* vr = vbase + static_cast<int64_t>(keys[i]) * D + d0;
     for (int c = 0; c < NC; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[c], vr + 16 * c), acc[c]);
