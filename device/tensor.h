@@ -27,6 +27,16 @@ inline float Bf16ToFloat(uint16_t v) {
   return f;
 }
 
+// float32 -> bfloat16, rounded to nearest even; NaN stays a (quiet) NaN. The one rounding used
+// by the compiler's packers, Cast and the bf16 KV cache.
+inline uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
 // A view of tensor memory (kernel inputs/outputs, host IO).
 struct TensorRef {
   void* data = nullptr;

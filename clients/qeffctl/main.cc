@@ -43,6 +43,7 @@ struct CompileArgs {
   std::string target = "cpu";
   int batch_size = 1, prefill_seq_len = 32, ctx_len = 128, num_cores = 0, full_batch_size = 0;
   std::string weight_dtype = "fp32";
+  std::string kv_cache_dtype = "fp32";
 };
 
 struct GenArgs {
@@ -70,6 +71,7 @@ void AddCompileOptions(CLI::App* cmd, CompileArgs& a) {
   cmd->add_option("--num-cores", a.num_cores, "device cores/threads (0 = all)")->capture_default_str();
   cmd->add_option("--weight-dtype", a.weight_dtype, "fp32 | bf16 | int8 | int4")->capture_default_str();
   cmd->add_option("--full-batch-size", a.full_batch_size, "continuous-batching slots (0 = off)");
+  cmd->add_option("--kv-cache-dtype", a.kv_cache_dtype, "fp32 | bf16 (KV cache precision)")->capture_default_str();
 }
 
 void AddGenerateOptions(CLI::App* cmd, GenArgs& g) {
@@ -153,6 +155,7 @@ qeff::v1::CompileRequest MakeCompileRequest(const CompileArgs& a, const std::str
   req.set_num_cores(a.num_cores);
   req.set_weight_dtype(a.weight_dtype);
   req.set_full_batch_size(a.full_batch_size);
+  req.set_kv_cache_dtype(a.kv_cache_dtype);
   return req;
 }
 

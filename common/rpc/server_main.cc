@@ -92,7 +92,7 @@ int ServerMain(int argc, char** argv, const std::string& program_name, const Ser
                    "host:port serving only Prometheus /metrics (for gRPC-only deployments); off by default");
     app.add_option("--serve", serve,
                    "export, compile and load a model at start-up (repeatable): "
-                   "'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]'")
+                   "'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T][,kv_cache_dtype=T]'")
         ->take_all()
         ->allow_extra_args(false);
   }

@@ -36,6 +36,15 @@ void SetAttrInt(qeff::v1::Op& op, const std::string& name, int64_t v);
 void SetAttrFloat(qeff::v1::Op& op, const std::string& name, float v);
 void SetAttrInts(qeff::v1::Op& op, const std::string& name, const std::vector<int64_t>& v);
 
+// KV caches (CtxScatter[CB], CtxGather[CB], CachedAttention; kernels_nn.cc) are float32 or
+// bfloat16 (--kv-cache-dtype bf16). A cache of type `cache` takes rows of type `rows` when they
+// match or when float32 rows are rounded into a bf16 cache; a gather yields float32 from a bf16
+// cache.
+inline bool CacheTakes(DType cache, DType rows) {
+  return rows == cache || (cache == qeff::v1::BF16 && rows == qeff::v1::F32);
+}
+inline DType GatheredType(DType cache) { return cache == qeff::v1::BF16 ? qeff::v1::F32 : cache; }
+
 // SparseMoE (kernels_moe.cc): in = (x [..., H], router (f32, E outputs of H), then per expert
 // gate and up (I outputs of H) and down (H outputs of I) in one of f32|bf16|i8|i4, then per
 // expert the three scales when the weights are i8 or i4; every weight packed as Linear takes

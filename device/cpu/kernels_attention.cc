@@ -4,7 +4,8 @@
 // unmasked key, and the G query heads that share a kv head are served by one pass over those
 // rows. A row's result depends only on its own q, mask row and cache rows: no reduction order
 // changes with the batch size, ctx_len or the other rows in the call (continuous batching gives
-// the same tokens as running a request alone).
+// the same tokens as running a request alone). The cache is float32 or bfloat16
+// (--kv-cache-dtype bf16: half the bytes per step; rows are widened exactly on load).
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -39,8 +40,9 @@ struct ScoreStep {
 // Everything a task needs, so ParallelFor's closure is one pointer (no std::function allocation).
 struct Job {
   const float* q;
-  const float* k;
-  const float* v;
+  const void* k;  // float or bf16 (uint16_t) cache rows, as `bf16_cache` says
+  const void* v;
+  bool bf16_cache;
   const uint8_t* mask;
   const TensorRef* batch_index;  // null: cache row b serves batch row b
   float* out;
@@ -64,28 +66,33 @@ int64_t RowOf(const Job& job, int64_t b) {
 
 // ---- q·k for G query rows against the selected cache rows -------------------------------------
 
-void ScoresScalar(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n,
+inline float CacheValue(float v) { return v; }
+inline float CacheValue(uint16_t v) { return Bf16ToFloat(v); }
+
+template <typename T>
+void ScoresScalar(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n,
                   int64_t D, float* sc, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) {
-    const float* kr = kbase + static_cast<int64_t>(keys[i]) * D;
+    const T* kr = kbase + static_cast<int64_t>(keys[i]) * D;
     for (int64_t g = 0; g < G; ++g) {
       float acc = 0;
-      for (int64_t d = 0; d < D; ++d) acc += qg[g][d] * kr[d];
+      for (int64_t d = 0; d < D; ++d) acc += qg[g][d] * CacheValue(kr[d]);
       sc[g * stride + i] = acc;
     }
   }
 }
 
 // out[g] = sum_i p[g][i] * v[keys[i]]
-void AccumulateScalar(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys, int64_t n,
+template <typename T>
+void AccumulateScalar(const float* p, int64_t stride, int64_t G, const T* vbase, const int32_t* keys, int64_t n,
                       int64_t D, float* const* out) {
   for (int64_t g = 0; g < G; ++g) {
     float* o = out[g];
     std::fill(o, o + D, 0.0f);
     for (int64_t i = 0; i < n; ++i) {
       const float w = p[g * stride + i];
-      const float* vr = vbase + static_cast<int64_t>(keys[i]) * D;
-      for (int64_t d = 0; d < D; ++d) o[d] += w * vr[d];
+      const T* vr = vbase + static_cast<int64_t>(keys[i]) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += w * CacheValue(vr[d]);
     }
   }
 }
@@ -104,9 +111,16 @@ QEFF_AVX512 inline float HorizontalSum(__m512 v) {
 }
 
 constexpr int64_t kPrefetchKeys = 8;
-inline void PrefetchRow(const float* row, int64_t D) {
+template <typename T>
+inline void PrefetchRow(const T* row, int64_t D) {
   const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t b = 0; b < D * static_cast<int64_t>(sizeof(float)); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  for (int64_t b = 0; b < D * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+}
+
+// 16 cache values (fewer under the mask) as floats.
+QEFF_AVX512 inline __m512 LoadCache(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+QEFF_AVX512 inline __m512 LoadCache(__mmask16 m, const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
 QEFF_AVX512 inline __mmask16 TailMask(int64_t left) {
@@ -116,11 +130,11 @@ QEFF_AVX512 inline __mmask16 TailMask(int64_t left) {
 // GB query rows at once: each cache row chunk is loaded once for all of them. Every score is
 // the same chain (lane-wise FMAs over the D chunks in order, then one horizontal sum), whatever
 // GB is.
-template <int GB>
-QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const float* kbase, const int32_t* keys, int64_t n,
+template <int GB, typename T>
+QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const T* kbase, const int32_t* keys, int64_t n,
                                    int64_t D, float* sc, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) {
-    const float* kr = kbase + static_cast<int64_t>(keys[i]) * D;
+    const T* kr = kbase + static_cast<int64_t>(keys[i]) * D;
     // Decode reads each cache row once, from memory (the weights have evicted it): request
     // rows a few keys ahead so the loads overlap instead of waiting one by one.
     if (i + kPrefetchKeys < n) PrefetchRow(kbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
@@ -128,14 +142,15 @@ QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const float* kbase, c
     for (int g = 0; g < GB; ++g) acc[g] = _mm512_setzero_ps();
     for (int64_t d = 0; d < D; d += 16) {
       const __mmask16 m = TailMask(D - d);
-      const __m512 kv = _mm512_maskz_loadu_ps(m, kr + d);
+      const __m512 kv = LoadCache(m, kr + d);
       for (int g = 0; g < GB; ++g) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg[g] + d), kv, acc[g]);
     }
     for (int g = 0; g < GB; ++g) sc[g * stride + i] = HorizontalSum(acc[g]);
   }
 }
 
-QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n,
+template <typename T>
+QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n,
                               int64_t D, float* sc, int64_t stride) {
   int64_t g = 0;
   for (; g + 4 <= G; g += 4) ScoresBlockAvx512<4>(qg + g, kbase, keys, n, D, sc + g * stride, stride);
@@ -148,8 +163,8 @@ QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const float* kb
 }
 
 // NC 16-float column chunks of one output row held in registers over all keys.
-template <int NC>
-QEFF_AVX512 void AccumulateColsAvx512(const float* p, const float* vbase, const int32_t* keys, int64_t n, int64_t D,
+template <int NC, typename T>
+QEFF_AVX512 void AccumulateColsAvx512(const float* p, const T* vbase, const int32_t* keys, int64_t n, int64_t D,
                                       int64_t d0, float* out) {
   __m512 acc[NC];
   __mmask16 m[NC];
@@ -160,13 +175,14 @@ QEFF_AVX512 void AccumulateColsAvx512(const float* p, const float* vbase, const 
   for (int64_t i = 0; i < n; ++i) {
     if (d0 == 0 && i + kPrefetchKeys < n) PrefetchRow(vbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
     const __m512 w = _mm512_set1_ps(p[i]);
-    const float* vr = vbase + static_cast<int64_t>(keys[i]) * D + d0;
-    for (int c = 0; c < NC; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[c], vr + 16 * c), acc[c]);
+    const T* vr = vbase + static_cast<int64_t>(keys[i]) * D + d0;
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_fmadd_ps(w, LoadCache(m[c], vr + 16 * c), acc[c]);
   }
   for (int c = 0; c < NC; ++c) _mm512_mask_storeu_ps(out + d0 + 16 * c, m[c], acc[c]);
 }
 
-QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys,
+template <typename T>
+QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, const T* vbase, const int32_t* keys,
                                   int64_t n, int64_t D, float* const* out) {
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t d0 = 0; d0 < D; d0 += 128) {
@@ -187,7 +203,8 @@ QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, con
 }
 #endif
 
-void Scores(const float* const* qg, int64_t G, const float* kbase, const int32_t* keys, int64_t n, int64_t D,
+template <typename T>
+void Scores(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n, int64_t D,
             float* sc, int64_t stride) {
 #if defined(__x86_64__)
   if (UseAvx512()) return ScoresAvx512(qg, G, kbase, keys, n, D, sc, stride);
@@ -195,7 +212,8 @@ void Scores(const float* const* qg, int64_t G, const float* kbase, const int32_t
   ScoresScalar(qg, G, kbase, keys, n, D, sc, stride);
 }
 
-void Accumulate(const float* p, int64_t stride, int64_t G, const float* vbase, const int32_t* keys, int64_t n,
+template <typename T>
+void Accumulate(const float* p, int64_t stride, int64_t G, const T* vbase, const int32_t* keys, int64_t n,
                 int64_t D, float* const* out) {
 #if defined(__x86_64__)
   if (UseAvx512()) return AccumulateAvx512(p, stride, G, vbase, keys, n, D, out);
@@ -260,13 +278,16 @@ void RunTask(const Job& job, int64_t task, Scratch& scratch) {
   const int64_t stride = (n + 15) / 16 * 16;
   if (static_cast<int64_t>(scratch.scores.size()) < G * stride) scratch.scores.resize(G * stride);
   float* sc = scratch.scores.data();
-  const int64_t plane = C * D;
-  const int64_t row = RowOf(job, b);
-  const float* kbase = job.k + (row * job.Hkv + kh) * plane;
-  const float* vbase = job.v + (row * job.Hkv + kh) * plane;
-  Scores(qg, G, kbase, keys, n, D, sc, stride);
-  for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
-  Accumulate(sc, stride, G, vbase, keys, n, D, out);
+  const int64_t offset = (RowOf(job, b) * job.Hkv + kh) * C * D;
+  if (job.bf16_cache) {
+    Scores(qg, G, static_cast<const uint16_t*>(job.k) + offset, keys, n, D, sc, stride);
+    for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
+    Accumulate(sc, stride, G, static_cast<const uint16_t*>(job.v) + offset, keys, n, D, out);
+  } else {
+    Scores(qg, G, static_cast<const float*>(job.k) + offset, keys, n, D, sc, stride);
+    for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
+    Accumulate(sc, stride, G, static_cast<const float*>(job.v) + offset, keys, n, D, out);
+  }
 }
 
 struct AttentionAttrs {
@@ -313,11 +334,12 @@ absl::Status AttentionRule(const AttentionAttrs& a, const Tensors& in, const Ten
   const TensorRef& v = in[2];
   const TensorRef& mask = in[3];
   const TensorRef& o = out[0];
-  if (q.dtype != qeff::v1::F32 || k.dtype != qeff::v1::F32 || v.dtype != qeff::v1::F32 ||
+  const bool cache_type_ok = (k.dtype == qeff::v1::F32 || k.dtype == qeff::v1::BF16) && v.dtype == k.dtype;
+  if (q.dtype != qeff::v1::F32 || !cache_type_ok ||
       mask.dtype != qeff::v1::BOOL || q.shape.size() != 4 || k.shape.size() != 4 || k.shape != v.shape ||
       mask.shape.size() != 4 || o.shape != q.shape || o.dtype != qeff::v1::F32) {
     return RuleError(absl::StrCat(
-        "expects float q [B,Hq,S,D], k/v caches [Bc,Hkv,C,D], bool mask [B|1,1,S|1,C], output like q; got q ",
+        "expects float q [B,Hq,S,D], float or bf16 k/v caches [Bc,Hkv,C,D], bool mask [B|1,1,S|1,C], output like q; got q ",
         ShapeString(q.shape), ", k ", ShapeString(k.shape), ", v ", ShapeString(v.shape), ", mask ",
         ShapeString(mask.shape), ", output ", ShapeString(o.shape)));
   }
@@ -361,8 +383,9 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
   job.G = attrs.groups;
   const int64_t Bc = k.shape[0];
   job.q = q.as<float>();
-  job.k = k.as<float>();
-  job.v = v.as<float>();
+  job.k = k.data;
+  job.v = v.data;
+  job.bf16_cache = k.dtype == qeff::v1::BF16;
   job.mask = mask.as<uint8_t>();
   job.batch_index = bidx;
   job.out = o.as<float>();
@@ -399,7 +422,7 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
       span = std::max(span, hi - lo + 1);
     }
   }
-  const int64_t cache_bytes = B * job.Hkv * span * job.D * 2 * static_cast<int64_t>(sizeof(float));
+  const int64_t cache_bytes = B * job.Hkv * span * job.D * 2 * static_cast<int64_t>(DTypeSize(k.dtype));
   const int64_t flops = tasks * job.G * span * job.D * 4;
   if (pool != nullptr && tasks > 1 && (cache_bytes >= (int64_t{1} << 20) || flops >= (int64_t{1} << 22))) {
     pool->ParallelFor(tasks, 1, body);

@@ -206,14 +206,7 @@ void Store(const TensorRef& t, int64_t i, double v) {
     case qeff::v1::I64: t.as<int64_t>()[i] = static_cast<int64_t>(v); break;
     case qeff::v1::I32: t.as<int32_t>()[i] = static_cast<int32_t>(v); break;
     case qeff::v1::BOOL: t.as<uint8_t>()[i] = v != 0; break;
-    case qeff::v1::BF16: {
-      float f = static_cast<float>(v);
-      uint32_t bits;
-      std::memcpy(&bits, &f, 4);
-      bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
-      t.as<uint16_t>()[i] = static_cast<uint16_t>(bits >> 16);
-      break;
-    }
+    case qeff::v1::BF16: t.as<uint16_t>()[i] = FloatToBf16(static_cast<float>(v)); break;
     default: break;
   }
 }

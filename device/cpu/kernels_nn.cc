@@ -314,6 +314,18 @@ int64_t IndexAt(const TensorRef& t, int64_t i) {
   return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[i] : t.as<int64_t>()[i];
 }
 
+// One cache row of D values: a copy, or float32 -> bfloat16 into a bf16 cache (--kv-cache-dtype
+// bf16), or bfloat16 -> float32 out of one.
+void CopyRow(void* dst, DType dst_type, const void* src, DType src_type, int64_t D) {
+  if (dst_type == src_type) {
+    std::memcpy(dst, src, static_cast<size_t>(D) * DTypeSize(dst_type));
+  } else if (dst_type == qeff::v1::BF16) {
+    for (int64_t d = 0; d < D; ++d) static_cast<uint16_t*>(dst)[d] = FloatToBf16(static_cast<const float*>(src)[d]);
+  } else {
+    for (int64_t d = 0; d < D; ++d) static_cast<float*>(dst)[d] = Bf16ToFloat(static_cast<const uint16_t*>(src)[d]);
+  }
+}
+
 // The write both scatters share: out = data, then out[row(b), h, pos[b,s]] = updates[b,h,s] for
 // positions inside [0, C); `wrap_negative` first maps negative positions to C + p (CtxScatter's
 // padding slot C-1). row(b) = batch_index[b] when given (already checked), else b.
@@ -321,7 +333,7 @@ void ScatterRows(const TensorRef& data, const TensorRef* batch_index, const Tens
                  bool wrap_negative, const TensorRef& o) {
   const int64_t B = upd.shape[0], H = upd.shape[1], S = upd.shape[2], D = upd.shape[3], C = data.shape[2];
   if (o.data != data.data && data.bytes() > 0) std::memcpy(o.data, data.data, data.bytes());
-  const size_t es = DTypeSize(data.dtype);
+  const size_t es = DTypeSize(data.dtype), us = DTypeSize(upd.dtype);
   auto* dst = static_cast<uint8_t*>(o.data);
   const auto* src = static_cast<const uint8_t*>(upd.data);
   const int64_t pos_b = pos.shape[0] == 1 ? 0 : 1;
@@ -332,13 +344,16 @@ void ScatterRows(const TensorRef& data, const TensorRef* batch_index, const Tens
       if (p < 0 && wrap_negative) p += C;
       if (p < 0 || p >= C) continue;
       for (int64_t h = 0; h < H; ++h) {
-        std::memcpy(dst + (((row * H + h) * C) + p) * D * es, src + (((b * H + h) * S) + s) * D * es, D * es);
+        CopyRow(dst + (((row * H + h) * C) + p) * D * es, data.dtype, src + (((b * H + h) * S) + s) * D * us,
+                upd.dtype, D);
       }
     }
   }
 }
 
 // ---- KV cache ops ------------------------------------------------------------------------------
+// A cache is float32, or bfloat16 (--kv-cache-dtype bf16): scatters round float32 rows into it,
+// gathers read it back as float32.
 
 // data [B,H,C,D], position_ids [B|1,S], updates [B,H,S,D] -> data with rows written at the
 // positions. Negative positions count from the end (QEfficient writes pads to slot C-1);
@@ -350,10 +365,11 @@ absl::Status CtxScatterRule(const NoAttrs&, const Tensors& in, const Tensors& ou
   const TensorRef& upd = in[2];
   if (!Present(data) || !Present(upd)) return RuleError("data or updates is missing");
   if (auto st = ExpectDType(pos, "position_ids", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
-  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || upd.dtype != data.dtype ||
+  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || !CacheTakes(data.dtype, upd.dtype) ||
       upd.shape[0] != data.shape[0] || upd.shape[1] != data.shape[1] || upd.shape[3] != data.shape[3] ||
       (pos.shape[0] != 1 && pos.shape[0] != upd.shape[0]) || pos.shape[1] != upd.shape[2]) {
-    return RuleError(absl::StrCat("expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] of data's type; got data ",
+    return RuleError(absl::StrCat("expects data [B,H,C,D], position_ids [B,S], updates [B,H,S,D] of data's type (or "
+                                  "float32 into a bfloat16 cache); got data ",
                                   ShapeString(data.shape), ", position_ids ", ShapeString(pos.shape), ", updates ",
                                   ShapeString(upd.shape)));
   }
@@ -372,7 +388,7 @@ absl::Status CtxGatherRule(const NoAttrs&, const Tensors& in, const Tensors& out
   if (!Present(data)) return RuleError("data is missing");
   if (auto st = ExpectRank(data, "data", 4); !st.ok()) return st;
   if (auto st = ExpectDType(idx, "ctx_indices", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
-  return ExpectLike(out[0], "output", data.dtype, {data.shape[0], data.shape[1], idx.numel(), data.shape[3]});
+  return ExpectLike(out[0], "output", GatheredType(data.dtype), {data.shape[0], data.shape[1], idx.numel(), data.shape[3]});
 }
 
 absl::Status CtxGather(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
@@ -381,13 +397,13 @@ absl::Status CtxGather(const NoAttrs&, const Tensors& in, const Tensors& out, Th
   const TensorRef& o = out[0];
   const int64_t BH = data.shape[0] * data.shape[1], C = data.shape[2], D = data.shape[3];
   const int64_t L = idx.numel();
-  const size_t es = DTypeSize(data.dtype);
+  const size_t es = DTypeSize(data.dtype), os = DTypeSize(o.dtype);
   for (int64_t l = 0; l < L; ++l) {
     const int64_t p = IndexAt(idx, l);
     if (p < 0 || p >= C) return absl::InvalidArgumentError(absl::StrCat("CtxGather index ", p, " outside [0, ", C, ")"));
     for (int64_t bh = 0; bh < BH; ++bh) {
-      std::memcpy(static_cast<uint8_t*>(o.data) + ((bh * L) + l) * D * es,
-                  static_cast<const uint8_t*>(data.data) + ((bh * C) + p) * D * es, D * es);
+      CopyRow(static_cast<uint8_t*>(o.data) + ((bh * L) + l) * D * os, o.dtype,
+              static_cast<const uint8_t*>(data.data) + ((bh * C) + p) * D * es, data.dtype, D);
     }
   }
   return absl::OkStatus();
@@ -424,7 +440,7 @@ absl::Status CtxScatterCBRule(const NoAttrs&, const Tensors& in, const Tensors& 
   const TensorRef& upd = in[3];
   if (!Present(data) || !Present(upd)) return RuleError("data or updates is missing");
   if (auto st = ExpectDType(pos, "position_ids", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
-  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || upd.dtype != data.dtype ||
+  if (data.shape.size() != 4 || upd.shape.size() != 4 || pos.shape.size() != 2 || !CacheTakes(data.dtype, upd.dtype) ||
       upd.shape[1] != data.shape[1] || upd.shape[3] != data.shape[3] ||
       (pos.shape[0] != 1 && pos.shape[0] != upd.shape[0]) || pos.shape[1] != upd.shape[2]) {
     return RuleError(absl::StrCat(
@@ -456,7 +472,7 @@ absl::Status CtxGatherCBRule(const NoAttrs&, const Tensors& in, const Tensors& o
   if (auto st = ExpectRank(o, "output", 4); !st.ok()) return st;
   if (auto st = ExpectDType(idx, "ctx_indices", {qeff::v1::I64, qeff::v1::I32}); !st.ok()) return st;
   if (auto st = BatchIndexRule(in[1], o.shape[0]); !st.ok()) return st;
-  return ExpectLike(o, "output", data.dtype, {o.shape[0], data.shape[1], idx.numel(), data.shape[3]});
+  return ExpectLike(o, "output", GatheredType(data.dtype), {o.shape[0], data.shape[1], idx.numel(), data.shape[3]});
 }
 
 absl::Status CtxGatherCB(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool*) {
@@ -472,13 +488,13 @@ absl::Status CtxGatherCB(const NoAttrs&, const Tensors& in, const Tensors& out, 
     const int64_t p = IndexAt(idx, l);
     if (p < 0 || p >= C) return absl::InvalidArgumentError(absl::StrCat("CtxGatherCB index ", p, " outside [0, ", C, ")"));
   }
-  const size_t es = DTypeSize(data.dtype);
+  const size_t es = DTypeSize(data.dtype), os = DTypeSize(o.dtype);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t row = IndexAt(bidx, b);
     for (int64_t h = 0; h < H; ++h) {
       for (int64_t l = 0; l < L; ++l) {
-        std::memcpy(static_cast<uint8_t*>(o.data) + (((b * H + h) * L) + l) * D * es,
-                    static_cast<const uint8_t*>(data.data) + (((row * H + h) * C) + IndexAt(idx, l)) * D * es, D * es);
+        CopyRow(static_cast<uint8_t*>(o.data) + (((b * H + h) * L) + l) * D * os, o.dtype,
+                static_cast<const uint8_t*>(data.data) + (((row * H + h) * C) + IndexAt(idx, l)) * D * es, data.dtype, D);
       }
     }
   }

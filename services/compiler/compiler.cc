@@ -113,6 +113,8 @@ nlohmann::json QConfigJson(const fs::path& export_dir, const CompileOptions& o,
                              {"full_batch_size", o.full_batch_size > 0 ? nlohmann::json(o.full_batch_size) : nlohmann::json()},
                              {"num_cores", o.num_cores},
                              {"weight_dtype", o.weight_dtype},
+                             {"kv_cache_dtype", o.kv_cache_dtype},
+                             {"mxint8_kv_cache", false},
                              {"compiler", absl::StrCat("qeff-compiler format ", kCompilerFormatVersion)}};
   if (!command.empty()) compiler["command"] = command;
   return {{"huggingface_config", hf_config.is_discarded() ? nlohmann::json() : hf_config},
@@ -150,7 +152,8 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     QEFF_ASSIGN_OR_RETURN(IrGraph g, Specialize(model, {{"batch_size", s.batch_size},
                                                         {"seq_len", s.seq_len},
                                                         {"ctx_len", s.ctx_len},
-                                                        {"full_batch_size", kind.continuous_batching ? s.full_batch_size : s.batch_size}}));
+                                                        {"full_batch_size", kind.continuous_batching ? s.full_batch_size : s.batch_size}},
+                                                 options.kv_cache_dtype == "bf16" ? qeff::v1::BF16 : qeff::v1::F32));
     QEFF_RETURN_IF_ERROR(FuseLinear(g, cache));
     QEFF_RETURN_IF_ERROR(PackExperts(g, cache));
     FuseAttention(g);
@@ -211,7 +214,8 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
   summary.manifest_extra = {{"specializations", details},
                             {"weights_bytes", wbytes},
                             {"states", program.states_size()},
-                            {"weight_dtype", options.weight_dtype}};
+                            {"weight_dtype", options.weight_dtype},
+                            {"kv_cache_dtype", options.kv_cache_dtype}};
   return summary;
 }
 
@@ -236,6 +240,13 @@ absl::Status ValidateOptions(const CompileOptions& o) {
   }
   if (o.weight_dtype != "fp32" && o.weight_dtype != "bf16" && o.weight_dtype != "int8" && o.weight_dtype != "int4") {
     return absl::InvalidArgumentError("weight_dtype must be fp32, bf16, int8 or int4");
+  }
+  if (o.kv_cache_dtype != "fp32" && o.kv_cache_dtype != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype '", o.kv_cache_dtype, "' is not fp32 or bf16"));
+  }
+  if (o.kv_cache_dtype != "fp32" && o.target != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype ", o.kv_cache_dtype, " is a cpu-target option; ", o.target,
+                                                   " keeps the cache its compiler converts (fp16)"));
   }
   if (o.full_batch_size < 0 || o.full_batch_size > 256) {
     return absl::InvalidArgumentError("full_batch_size must be in [0, 256] (0 = no continuous batching)");

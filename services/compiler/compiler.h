@@ -27,8 +27,9 @@ struct CompileOptions {
   int prefill_seq_len = 32;
   int ctx_len = 128;
   int num_cores = 0;                // cpu: runtime threads (0 = all cores)
-  std::string weight_dtype = "fp32";  // fp32 | bf16 | int8 (Linear weights; int8 = per-row scales)
+  std::string weight_dtype = "fp32";  // fp32 | bf16 | int8 | int4 (Linear and MoE expert weights)
   int full_batch_size = 0;          // continuous batching slots (0 = off); needs a CB export
+  std::string kv_cache_dtype = "fp32";  // fp32 | bf16 (the retained KV state)
 };
 
 absl::Status ValidateOptions(const CompileOptions& options);

@@ -29,6 +29,7 @@ absl::StatusOr<qeff::v1::CompileResult> CompileToStore(artifacts::Store& store, 
   options.num_cores = request.num_cores();
   if (!request.weight_dtype().empty()) options.weight_dtype = request.weight_dtype();
   options.full_batch_size = request.full_batch_size();
+  if (!request.kv_cache_dtype().empty()) options.kv_cache_dtype = request.kv_cache_dtype();
   if (absl::Status st = ValidateOptions(options); !st.ok()) return st;
 
   // The export, held in use for the whole compile (eviction skips it) and checked against its
@@ -56,6 +57,8 @@ absl::StatusOr<qeff::v1::CompileResult> CompileToStore(artifacts::Store& store, 
                                  {"num_cores", options.num_cores},
                                  {"weight_dtype", options.weight_dtype},
                                  {"full_batch_size", options.full_batch_size}};
+  // Only when set, so qpcs compiled before the option existed keep their keys.
+  if (options.kv_cache_dtype != "fp32") options_json["kv_cache_dtype"] = options.kv_cache_dtype;
   util::Hasher hasher;
   hasher.Field("qeff-qpc");
   hasher.Field(std::to_string(kCompilerFormatVersion));

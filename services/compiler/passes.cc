@@ -35,14 +35,6 @@ bool IsGraphOutput(const IrGraph& g, int v) {
   return false;
 }
 
-uint16_t ToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN stays NaN
-  bits += 0x7fff + ((bits >> 16) & 1);
-  return static_cast<uint16_t>(bits >> 16);
-}
-
 // Packers read the source [K, N] f32 constant. int8 and int4 in kernels_quant.h's panels. int8: symmetric per output, scale = max|w| / 127,
 // q = round(w / scale). int4, as llama.cpp's Q4_0: per output and block of 32 inputs, d = (the
 // value of largest magnitude) / -8, rounded to bf16 first so the kernel multiplies by exactly the
@@ -79,7 +71,7 @@ PackedWeight PackQuantized(const ConstTensor& w, device::DType dtype) {
         if (std::fabs(src[k * N + n]) > std::fabs(peak[n])) peak[n] = src[k * N + n];
     for (int64_t n = 0; n < N; ++n) {
       if (int4) {
-        const uint16_t d = ToBf16(peak[n] / -8.0f);
+        const uint16_t d = device::FloatToBf16(peak[n] / -8.0f);
         reinterpret_cast<uint16_t*>(scale->mutable_data())[(n / P * blocks + k0 / device::kQuantBlock) * P + n % P] = d;
         const float df = device::Bf16ToFloat(d);
         inv[n] = df != 0.0f ? 1.0f / df : 0.0f;
@@ -145,7 +137,7 @@ PackedWeight PackDense(const ConstTensor& w, device::DType dtype) {
       const int64_t at = (pi * K + k) * P;
       if (dtype == qeff::v1::BF16) {
         uint16_t* d = reinterpret_cast<uint16_t*>(p->mutable_data()) + at;
-        for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? ToBf16(row[j]) : 0;
+        for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? device::FloatToBf16(row[j]) : 0;
       } else {
         float* d = reinterpret_cast<float*>(p->mutable_data()) + at;
         for (int64_t j = 0; j < P; ++j) d[j] = j < cols ? row[j] : 0.0f;
@@ -439,7 +431,8 @@ class AttentionMatcher {
     std::memcpy(out, c.constant->data, sizeof(float));
     return true;
   }
-  // v = every slot of a float cache [Bc,H,C,D] in order, rows b (CtxGather) or batch_index[b].
+  // v = every slot of a float32 or bf16 cache [Bc,H,C,D] in order, rows b (CtxGather) or
+  // batch_index[b]; CachedAttention reads either type in place.
   bool FullCacheRead(int v, CacheRead* r) const {
     const int p = Producer(v);
     if (p < 0) return false;
@@ -449,7 +442,7 @@ class AttentionMatcher {
     if (n.in.size() != (cb ? 3u : 2u)) return false;
     const IrValue& cache = g_.values[n.in[0]];
     const IrValue& out = g_.values[v];
-    if (cache.dtype != qeff::v1::F32 || cache.shape.size() != 4 || out.shape.size() != 4 ||
+    if ((cache.dtype != qeff::v1::F32 && cache.dtype != qeff::v1::BF16) || cache.shape.size() != 4 || out.shape.size() != 4 ||
         !IsSlotRange(g_.values[n.in[cb ? 2 : 1]], cache.shape[2]) || out.shape[1] != cache.shape[1] ||
         out.shape[2] != cache.shape[2] || out.shape[3] != cache.shape[3] || (!cb && out.shape[0] != cache.shape[0])) {
       return false;
@@ -499,6 +492,7 @@ void ElideFullGather(IrGraph& g) {
     if (n.dead || n.op.type() != "CtxGather") continue;
     const IrValue& data = g.values[n.in[0]];
     if (data.shape.size() != 4 || !IsSlotRange(g.values[n.in[1]], data.shape[2])) continue;
+    if (data.dtype != g.values[n.out[0]].dtype) continue;  // a bf16 cache is widened, not viewed
     n.op.Clear();
     n.op.set_type("Reshape");
     n.in = {n.in[0]};

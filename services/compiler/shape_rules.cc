@@ -116,7 +116,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
       if (ins[0]->shape.size() != 4) return Err(n, "data must be [B,H,C,D]");
       all_inputs(2);
       const Shape& d = ins[0]->shape;
-      one(ins[0]->dtype, {d[0], d[1], device::NumElements(ins[1]->shape), d[3]});
+      one(device::GatheredType(ins[0]->dtype), {d[0], d[1], device::NumElements(ins[1]->shape), d[3]});
     } else if (type == "CtxScatterCB") {
       // data [FBS,H,C,D], batch_index [B,1], position_ids [B,S], updates [B,H,S,D] -> data's shape.
       QEFF_RETURN_IF_ERROR(need(4));
@@ -132,7 +132,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
                                    ", batch_index ", device::ShapeString(bi), ", position_ids ",
                                    device::ShapeString(p)));
       }
-      if (ins[3]->dtype != ins[0]->dtype) return Err(n, "updates and data types differ");
+      if (!device::CacheTakes(ins[0]->dtype, ins[3]->dtype)) return Err(n, "updates do not fit the cache's type");
       all_inputs(4);
       one(ins[0]->dtype, d);
     } else if (type == "CtxGatherCB") {
@@ -143,7 +143,7 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
       if (d.size() != 4) return Err(n, "data must be [FBS,H,C,D]");
       if (bi.empty() || device::NumElements(bi) != bi[0]) return Err(n, "batch_index must be [B,1]");
       all_inputs(3);
-      one(ins[0]->dtype, {bi[0], d[1], device::NumElements(ins[2]->shape), d[3]});
+      one(device::GatheredType(ins[0]->dtype), {bi[0], d[1], device::NumElements(ins[2]->shape), d[3]});
     } else if (type == "CustomRMSNorm" || type == "RMSNorm") {
       QEFF_RETURN_IF_ERROR(need(2));
       all_inputs(2);

@@ -31,7 +31,8 @@ absl::StatusOr<device::Shape> BindDims(const IoDecl& d, const std::map<std::stri
 
 }  // namespace
 
-absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::string, int64_t>& symbols) {
+absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::string, int64_t>& symbols,
+                                   device::DType kv_cache_dtype) {
   IrGraph g;
   std::map<std::string, int> by_name;
   std::map<std::string, bool> output_names;
@@ -50,6 +51,7 @@ absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::s
     }
     const bool retained = output_names.count(in.name + kRetainedSuffix) > 0;
     if (retained) {
+      if (v.dtype == qeff::v1::F32) v.dtype = kv_cache_dtype;
       v.state = static_cast<int>(g.states.size());
       g.states.push_back({in.name, in.name + kRetainedSuffix, v.dtype, v.shape, -1});
     } else {
@@ -192,7 +194,14 @@ absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::s
     auto it = by_name.find(st.output_name);
     if (it == by_name.end()) return absl::InvalidArgumentError(absl::StrCat("output ", st.output_name, " is never produced"));
     if (g.values[it->second].shape != st.shape || g.values[it->second].dtype != st.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(st.output_name, " differs in shape or type from ", st.name));
+      return absl::InvalidArgumentError(
+          absl::StrCat(st.output_name, " (", device::DTypeName(g.values[it->second].dtype), " ",
+                       device::ShapeString(g.values[it->second].shape), ") differs in shape or type from ", st.name, " (",
+                       device::DTypeName(st.dtype), " ", device::ShapeString(st.shape), ")",
+                       kv_cache_dtype != qeff::v1::F32
+                           ? "; a bf16 KV cache needs the new state written by CtxScatter: compile with "
+                             "kv_cache_dtype fp32"
+                           : ""));
     }
     g.outputs.emplace_back(st.output_name, it->second);
   }

@@ -13,7 +13,9 @@
 namespace qeff::compiler {
 
 // `symbols` binds dim_param names (batch_size, seq_len, ctx_len, ...). Graph input X paired
-// with a graph output X_RetainedState becomes retained state.
-absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::string, int64_t>& symbols);
+// with a graph output X_RetainedState becomes retained state; float32 state is held in
+// `kv_cache_dtype` (F32, or BF16: the cache ops round rows into it and widen them out).
+absl::StatusOr<IrGraph> Specialize(const OnnxModel& model, const std::map<std::string, int64_t>& symbols,
+                                   device::DType kv_cache_dtype = qeff::v1::F32);
 
 }  // namespace qeff::compiler

@@ -16,7 +16,7 @@
 namespace qeff::http {
 namespace {
 
-constexpr char kForm[] = "MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]";
+constexpr char kForm[] = "MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T][,kv_cache_dtype=T]";
 
 compiler::CompileOptions ToCompileOptions(const ServeSpec& s) {
   compiler::CompileOptions o;
@@ -24,6 +24,7 @@ compiler::CompileOptions ToCompileOptions(const ServeSpec& s) {
   if (s.prefill_seq_len > 0) o.prefill_seq_len = s.prefill_seq_len;
   o.full_batch_size = s.full_batch_size;
   if (!s.weight_dtype.empty()) o.weight_dtype = s.weight_dtype;
+  if (!s.kv_cache_dtype.empty()) o.kv_cache_dtype = s.kv_cache_dtype;
   return o;
 }
 
@@ -49,13 +50,15 @@ absl::StatusOr<ServeSpec> ParseServeSpec(const std::string& text) {
       spec.id = value;
     } else if (key == "weight_dtype") {
       spec.weight_dtype = value;
+    } else if (key == "kv_cache_dtype") {
+      spec.kv_cache_dtype = value;
     } else if (key == "ctx_len" || key == "prefill_seq_len" || key == "full_batch_size") {
       int v = 0;
       if (!absl::SimpleAtoi(value, &v) || v < 0) return bad(absl::StrCat("'", key, "' must be a non-negative integer"));
       (key == "ctx_len" ? spec.ctx_len : key == "prefill_seq_len" ? spec.prefill_seq_len : spec.full_batch_size) = v;
     } else {
       return bad(absl::StrCat("unknown key '", key, "'; the keys are id, ctx_len, prefill_seq_len, full_batch_size, "
-                              "weight_dtype"));
+                              "weight_dtype, kv_cache_dtype"));
     }
   }
   if (spec.id.empty()) spec.id = spec.model;
@@ -86,6 +89,7 @@ absl::Status ServeModel(artifacts::Store& store, runner::ModelRegistry& registry
   creq.set_prefill_seq_len(o.prefill_seq_len);
   creq.set_full_batch_size(o.full_batch_size);
   creq.set_weight_dtype(o.weight_dtype);
+  creq.set_kv_cache_dtype(o.kv_cache_dtype);
   auto compiled = compiler::CompileToStore(store, creq, quiet);
   if (!compiled.ok()) return fail(compiled.status(), "compile");
   if (stop.load()) return absl::CancelledError("stopping");

@@ -1,4 +1,4 @@
-// --serve 'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T]':
+// --serve 'MODEL[,id=NAME][,ctx_len=N][,prefill_seq_len=N][,full_batch_size=N][,weight_dtype=T][,kv_cache_dtype=T]':
 // a model to export (continuous batching when full_batch_size > 0), compile (cache hits when the
 // artifacts exist) and load at start-up.
 #pragma once
@@ -19,6 +19,7 @@ struct ServeSpec {
   int prefill_seq_len = 0;  // 0: the compiler's default (encoders: the compiled seq_len)
   int full_batch_size = 0;  // > 0: continuous batching with this many KV slots
   std::string weight_dtype;  // empty: fp32
+  std::string kv_cache_dtype;  // empty: fp32
 };
 
 // INVALID_ARGUMENT naming the spec and what is wrong with it. Checks the syntax and the options

@@ -136,6 +136,17 @@ TEST_F(CompilerErrorsTest, BadOptionsAreInvalidArgument) {
   opt = CompileOptions();
   opt.weight_dtype = "int3";
   EXPECT_EQ(ValidateOptions(opt).code(), absl::StatusCode::kInvalidArgument);
+  opt = CompileOptions();
+  opt.kv_cache_dtype = "fp8";
+  EXPECT_EQ(ValidateOptions(opt).code(), absl::StatusCode::kInvalidArgument);
+  // A bf16 cache is a cpu-target option: qaic converts the cache itself.
+  opt = CompileOptions();
+  opt.kv_cache_dtype = "bf16";
+  EXPECT_TRUE(ValidateOptions(opt).ok());
+  opt.target = "qaic";
+  absl::Status kv = ValidateOptions(opt);
+  EXPECT_EQ(kv.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(kv.message().find("cpu"), std::string::npos) << kv;
   // More cpu threads than the machine has cores.
   opt = CompileOptions();
   opt.num_cores = static_cast<int>(std::thread::hardware_concurrency()) + 1;

@@ -355,6 +355,56 @@ TEST_P(CachedAttentionKernel, PoolGivesTheSameBitsOnLargeCalls) {
   }
 }
 
+// A bf16 cache (--kv-cache-dtype bf16): CtxScatterCB rounds float rows into it, CtxGatherCB
+// and CachedAttention widen them exactly, so attention over the bf16 cache gives the same bits
+// as over an fp32 cache holding the rounded values.
+TEST_P(CachedAttentionKernel, Bf16CacheEqualsFp32CacheOfRoundedValues) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  for (const Case& c : {Case{2, 2, 2, 1, 72, 40, true, true, 0, 1}, Case{1, 3, 1, 5, 23, 17, true, false, 2, 3},
+                        Case{3, 1, 4, 1, 64, 600, true, true, 0, 0}}) {
+    Inputs in = MakeInputs(c, rng);
+    const int64_t n = in.Bc * c.Hkv * c.C * c.D;
+    // Write every cache row through CtxScatterCB into bf16 caches.
+    std::vector<uint16_t> kb(n), vb(n);
+    std::vector<int64_t> slots(in.Bc), all(in.Bc * c.C);
+    for (int64_t b = 0; b < in.Bc; ++b) slots[b] = b;
+    for (int64_t b = 0; b < in.Bc; ++b)
+      for (int64_t j = 0; j < c.C; ++j) all[b * c.C + j] = j;
+    for (auto [src, dst] : {std::pair{&in.k, &kb}, std::pair{&in.v, &vb}}) {
+      TensorRef cache{dst->data(), qeff::v1::BF16, {in.Bc, c.Hkv, c.C, c.D}};
+      ASSERT_TRUE(RunKernel(MakeOp("CtxScatterCB"),
+                            {cache, Ref(slots, {in.Bc, 1}), Ref(all, {in.Bc, c.C}), Ref(*src, {in.Bc, c.Hkv, c.C, c.D})},
+                            {cache}, nullptr)
+                      .ok());
+      // Rounded to nearest even, and read back exactly by CtxGatherCB.
+      std::vector<float> back(n);
+      std::vector<int64_t> idx(c.C);
+      for (int64_t j = 0; j < c.C; ++j) idx[j] = j;
+      ASSERT_TRUE(RunKernel(MakeOp("CtxGatherCB"), {cache, Ref(slots, {in.Bc, 1}), Ref(idx, {1, c.C})},
+                            {Ref(back, {in.Bc, c.Hkv, c.C, c.D})}, nullptr)
+                      .ok());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(back[i], Bf16ToFloat(FloatToBf16((*src)[i]))) << i;
+        ASSERT_LE(std::fabs(back[i] - (*src)[i]), std::ldexp(std::fabs((*src)[i]), -8)) << i;
+      }
+      *src = back;  // the fp32 cache of rounded values
+    }
+    const auto steps = ScoreSteps(c.score_kind, c.D);
+    const Op op = AttentionOp(c.G, steps);
+    std::vector<float> want, got;
+    ASSERT_TRUE(RunCase(c, in, op, want, &pool).ok());
+    const int64_t Hq = c.Hkv * c.G;
+    got.assign(c.B * Hq * c.S * c.D, std::numeric_limits<float>::quiet_NaN());
+    std::vector<TensorRef> ins = {Ref(in.q, {c.B, Hq, c.S, c.D}), {kb.data(), qeff::v1::BF16, {in.Bc, c.Hkv, c.C, c.D}},
+                                  {vb.data(), qeff::v1::BF16, {in.Bc, c.Hkv, c.C, c.D}},
+                                  Ref(in.mask, {c.mask_batch ? c.B : 1, 1, c.S, c.C}),
+                                  c.cb ? Ref(in.bidx, {c.B, 1}) : TensorRef{}};
+    ASSERT_TRUE(RunKernel(op, ins, {Ref(got, {c.B, Hq, c.S, c.D})}, &pool).ok());
+    ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float))) << "C=" << c.C << " D=" << c.D;
+  }
+}
+
 TEST_P(CachedAttentionKernel, RejectsBadBatchIndexAndShapes) {
   std::mt19937 rng(3);
   Case c{2, 1, 2, 1, 8, 6, true, true, 0, 0};

@@ -176,6 +176,68 @@ TEST_P(CausalLmPipelineTest, QuantizedWeightsStayWithinTheirStatedBounds) {
   }
 }
 
+// A bf16 KV cache (--kv-cache-dtype bf16) on the same fixtures: every cached key and value is
+// rounded to bf16 (relative error <= 2^-9) and widened exactly when attention reads it. Bound
+// on these perturbation-amplifying random models: cosine of the decode path's logits to HF's
+// >= 0.999 at every position; HF's greedy tokens exactly wherever the recorded top-1/top-2
+// margin exceeds twice the measured logit error. Chunked prefill reads the same rounded rows,
+// so it must agree with the bf16 decode path as closely as the fp32 paths agree (1e-4).
+TEST_P(CausalLmPipelineTest, Bf16KvCacheStaysWithinItsStatedBound) {
+  const fs::path dir = kFixtures / GetParam();
+  nlohmann::json ref;
+  std::optional<hf::SafetensorsFile> outputs;
+  ASSERT_NO_FATAL_FAILURE(LoadFixture(dir, &ref, &outputs));
+  if (GetParam() == "phi3_longrope") GTEST_SKIP() << "decode-path logits are not comparable past the switch (see above)";
+  TempDir work(GetParam() + "-kvbf16");
+  auto session = ExportAndCompile(dir, work.path(), 8, /*ctx=*/64, "fp32", 0, "bf16");
+  ASSERT_TRUE(session);
+  auto state = session->State(session->program().proto().states(0).name());
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->dtype, qeff::v1::BF16) << "the retained KV state is not bf16";
+  const int vocab = session->vocab_size(), decode = SpecIndex(*session, 1), prefill = SpecIndex(*session, 8);
+  double worst_cosine = 1, worst_err = 0, worst_prefill = 0;
+  for (const auto& input : ref["inputs"]) {
+    const auto ids = input["input_ids"].get<std::vector<int64_t>>();
+    const float* want =
+        reinterpret_cast<const float*>(outputs->Find("logits_" + std::to_string(input["index"].get<int>()))->data);
+    session->ResetState();
+    std::vector<float> got;
+    for (size_t t = 0; t < ids.size(); ++t) {
+      got = RunStep(*session, decode, {ids[t]}, {static_cast<int64_t>(t)});
+      worst_cosine = std::min(worst_cosine, testing::Cosine(got, want + t * vocab));
+      worst_err = std::max(worst_err, MaxDiff(got, want + t * vocab));
+    }
+    session->ResetState();
+    std::vector<float> last;
+    for (size_t c = 0; c < ids.size(); c += 8) {
+      std::vector<int64_t> cid, cpos;
+      for (size_t t = c; t < std::min(ids.size(), c + 8); ++t) {
+        cid.push_back(ids[t]);
+        cpos.push_back(static_cast<int64_t>(t));
+      }
+      last = RunStep(*session, prefill, cid, cpos);
+    }
+    worst_prefill = std::max(worst_prefill, MaxDiff(last, got.data()));
+  }
+  EXPECT_GE(worst_cosine, 0.999) << GetParam();
+  EXPECT_LE(worst_prefill, 1e-4) << GetParam() << ": chunked prefill vs the decode path, both over a bf16 cache";
+  int checked = 0;
+  for (const auto& gen : ref["outputs"]["generation"]) {
+    if (gen.value("min_step_top1_top2_margin", 0.0) <= 2 * worst_err) continue;
+    const auto ids = ref["inputs"][gen["input"].get<int>()]["input_ids"].get<std::vector<int64_t>>();
+    runner::GenerationRequest req;
+    for (int64_t id : ids) req.prompt.push_back(static_cast<int32_t>(id));
+    req.max_new_tokens = gen["max_new_tokens"].get<int>();
+    auto r = runner::Generate(*session, req, [](int32_t) { return true; });
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(std::vector<int64_t>(r->tokens.begin(), r->tokens.end()), gen["new_tokens"].get<std::vector<int64_t>>())
+        << GetParam() << " prompt " << gen["input"];
+    ++checked;
+  }
+  std::printf("%s kv bf16: min cosine to HF %.6f, max |logit error| %.3g, prefill vs decode %.3g, greedy runs checked %d\n",
+              GetParam().c_str(), worst_cosine, worst_err, worst_prefill, checked);
+}
+
 // Writes a copy of `src` whose projection weights ([out, in] nn.Linear weights named *proj.weight
 // and lm_head.weight) hold exactly the values the compiler's bf16, int8 or int4 packer keeps:
 // round to nearest even (bf16), per row max|w|/127 (int8), or per block of 32 along `in`

@@ -14,7 +14,8 @@ namespace qeff::testing {
 namespace fs = std::filesystem;
 
 std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, const fs::path& work, int prefill,
-                                                  int ctx, const std::string& weight_dtype, int full_batch_size) {
+                                                  int ctx, const std::string& weight_dtype, int full_batch_size,
+                                                  const std::string& kv_cache_dtype) {
   const bool cb = full_batch_size > 0;
   const fs::path exp = work / (cb ? "export-cb" : "export");
   if (!fs::exists(exp / "model.onnx")) {
@@ -29,13 +30,14 @@ std::unique_ptr<device::Session> ExportAndCompile(const fs::path& model_dir, con
     if (!e.ok()) return nullptr;
   }
   const fs::path qpc = work / ("qpc-" + std::to_string(prefill) + "-" + std::to_string(ctx) + "-" + weight_dtype +
-                               "-fbs" + std::to_string(full_batch_size));
+                               "-fbs" + std::to_string(full_batch_size) + "-kv" + kv_cache_dtype);
   fs::create_directories(qpc);
   compiler::CompileOptions opt;
   opt.full_batch_size = full_batch_size;
   opt.prefill_seq_len = prefill;
   opt.ctx_len = ctx;
   opt.weight_dtype = weight_dtype;
+  opt.kv_cache_dtype = kv_cache_dtype;
   auto c = compiler::CompileModel(exp, opt, qpc, [](auto&&...) {});
   EXPECT_TRUE(c.ok()) << c.status();
   if (!c.ok()) return nullptr;

@@ -20,7 +20,8 @@ namespace qeff::testing {
 // that many KV slots. Returns null after recording a gtest failure.
 std::unique_ptr<device::Session> ExportAndCompile(const std::filesystem::path& model_dir,
                                                   const std::filesystem::path& work, int prefill, int ctx,
-                                                  const std::string& weight_dtype = "fp32", int full_batch_size = 0);
+                                                  const std::string& weight_dtype = "fp32", int full_batch_size = 0,
+                                                  const std::string& kv_cache_dtype = "fp32");
 
 // One call of specialization `spec` with ids/positions right-padded to its seq_len (position
 // -1 on pads); returns the logits row (NaNs after recording a failure).
