@@ -134,6 +134,21 @@ absl::Status NormRule(const NormAttrs& a, const Tensors& in, const Tensors& out)
   return absl::OkStatus();
 }
 
+// sum of term(0..n) in double, in 8 interleaved partial sums added in a fixed order: within
+// double rounding of the sequential sum, without its chain of dependent adds (a decode step
+// normalizes ~25 rows per sequence; the chain made each 768-wide row cost ~1.5 µs).
+template <typename Term>
+double Sum8(int64_t n, Term term) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += term(c + j);
+  double s = 0;
+  for (; c < n; ++c) s += term(c);
+  for (int j = 0; j < 8; ++j) s += acc[j];
+  return s;
+}
+
 absl::Status Norm(const NormAttrs& a, const Tensors& in, const Tensors& out, ThreadPool*) {
   const bool rms = a.rms;
   const TensorRef& o = out[0];
@@ -150,17 +165,11 @@ absl::Status Norm(const NormAttrs& a, const Tensors& in, const Tensors& out, Thr
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = px + r * cols;
     float* yr = po + r * cols;
-    double mean = 0;
-    if (!rms) {
-      for (int64_t c = 0; c < cols; ++c) mean += xr[c];
-      mean /= static_cast<double>(cols);
-    }
-    double var = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      double d = xr[c] - mean;
-      var += d * d;
-    }
-    var /= static_cast<double>(cols);
+    const double mean = rms ? 0.0 : Sum8(cols, [xr](int64_t c) { return static_cast<double>(xr[c]); }) / static_cast<double>(cols);
+    const double var = Sum8(cols, [xr, mean](int64_t c) {
+                         const double d = xr[c] - mean;
+                         return d * d;
+                       }) / static_cast<double>(cols);
     const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
     const float m = static_cast<float>(mean);
     if (mean_out) mean_out[r] = m;
