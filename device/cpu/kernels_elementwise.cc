@@ -86,14 +86,36 @@ void ForEachRow(const Shape& out, const Shape* const in_shapes[N], F f) {
   }
 }
 
+// Elementwise calls from this many outputs on split over the pool (below, dispatch costs more
+// than it saves, and a descheduled worker would stall the step).
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
 template <typename T, typename R, typename Fn>
-void Binary(const TensorRef& a, const TensorRef& b, const TensorRef& o, Fn fn) {
+void Binary(const TensorRef& a, const TensorRef& b, const TensorRef& o, ThreadPool* pool, Fn fn) {
   const T* pa = a.as<T>();
   const T* pb = b.as<T>();
   R* po = o.as<R>();
-  if (a.shape == o.shape && b.shape == o.shape) {
-    const int64_t n = o.numel();
-    for (int64_t i = 0; i < n; ++i) po[i] = fn(pa[i], pb[i]);
+  // Flat cases (same shapes, or one operand a single value: GELU's and the score scales'
+  // constants): one contiguous loop the compiler vectorizes, split over the pool when large.
+  const int64_t n = o.numel();
+  const bool a_full = a.shape == o.shape, b_full = b.shape == o.shape;
+  const bool a_one = a.numel() == 1, b_one = b.numel() == 1;
+  if ((a_full || a_one) && (b_full || b_one)) {
+    auto body = [&](int64_t i0, int64_t i1) {
+      if (a_full && b_full) {
+        for (int64_t i = i0; i < i1; ++i) po[i] = fn(pa[i], pb[i]);
+      } else if (a_full) {
+        const T y = *pb;
+        for (int64_t i = i0; i < i1; ++i) po[i] = fn(pa[i], y);
+      } else if (b_full) {
+        const T x = *pa;
+        for (int64_t i = i0; i < i1; ++i) po[i] = fn(x, pb[i]);
+      } else {
+        for (int64_t i = i0; i < i1; ++i) po[i] = fn(*pa, *pb);
+      }
+    };
+    if (pool != nullptr && n >= kParallelElements) pool->ParallelFor(n, 4096, body);
+    else body(0, n);
     return;
   }
   const Shape* shapes[2] = {&a.shape, &b.shape};
@@ -113,27 +135,35 @@ void Binary(const TensorRef& a, const TensorRef& b, const TensorRef& o, Fn fn) {
 }
 
 template <typename T>
-void BinaryTyped(BinaryKind k, const TensorRef& a, const TensorRef& b, const TensorRef& o) {
+void BinaryTyped(BinaryKind k, const TensorRef& a, const TensorRef& b, const TensorRef& o, ThreadPool* pool) {
   switch (k) {
-    case BinaryKind::kAdd: Binary<T, T>(a, b, o, [](T x, T y) { return x + y; }); break;
-    case BinaryKind::kSub: Binary<T, T>(a, b, o, [](T x, T y) { return x - y; }); break;
-    case BinaryKind::kMul: Binary<T, T>(a, b, o, [](T x, T y) { return x * y; }); break;
+    case BinaryKind::kAdd: Binary<T, T>(a, b, o, pool, [](T x, T y) { return x + y; }); break;
+    case BinaryKind::kSub: Binary<T, T>(a, b, o, pool, [](T x, T y) { return x - y; }); break;
+    case BinaryKind::kMul: Binary<T, T>(a, b, o, pool, [](T x, T y) { return x * y; }); break;
     case BinaryKind::kDiv:
       if constexpr (std::is_integral_v<T>) {
-        Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
+        Binary<T, T>(a, b, o, pool, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
       } else {
-        Binary<T, T>(a, b, o, [](T x, T y) { return x / y; });
+        Binary<T, T>(a, b, o, pool, [](T x, T y) { return x / y; });
       }
       break;
     case BinaryKind::kMod:
       if constexpr (std::is_integral_v<T>) {
-        Binary<T, T>(a, b, o, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(((x % y) + y) % y); });
+        Binary<T, T>(a, b, o, pool, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(((x % y) + y) % y); });
       } else {
-        Binary<T, T>(a, b, o, [](T x, T y) { return std::fmod(x, y); });
+        Binary<T, T>(a, b, o, pool, [](T x, T y) { return std::fmod(x, y); });
       }
       break;
     case BinaryKind::kPow:
-      Binary<T, T>(a, b, o, [](T x, T y) {
+      if constexpr (std::is_floating_point_v<T>) {
+        // x³ (GELU's tanh form) and x² by a constant: a loop without a libm call vectorizes.
+        if (b.numel() == 1 && (*b.as<T>() == T(3) || *b.as<T>() == T(2))) {
+          if (*b.as<T>() == T(3)) Binary<T, T>(a, b, o, pool, [](T x, T) { return x * x * x; });
+          else Binary<T, T>(a, b, o, pool, [](T x, T) { return x * x; });
+          break;
+        }
+      }
+      Binary<T, T>(a, b, o, pool, [](T x, T y) {
         if constexpr (std::is_floating_point_v<T>) {
           if (y == T(3)) return x * x * x;
           if (y == T(2)) return x * x;
@@ -141,15 +171,15 @@ void BinaryTyped(BinaryKind k, const TensorRef& a, const TensorRef& b, const Ten
         return static_cast<T>(std::pow(x, y));
       });
       break;
-    case BinaryKind::kMax: Binary<T, T>(a, b, o, [](T x, T y) { return x > y ? x : y; }); break;
-    case BinaryKind::kMin: Binary<T, T>(a, b, o, [](T x, T y) { return x < y ? x : y; }); break;
-    case BinaryKind::kGreater: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x > y; }); break;
-    case BinaryKind::kLess: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x < y; }); break;
-    case BinaryKind::kGreaterOrEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x >= y; }); break;
-    case BinaryKind::kLessOrEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x <= y; }); break;
-    case BinaryKind::kEqual: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x == y; }); break;
-    case BinaryKind::kAnd: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x && y; }); break;
-    case BinaryKind::kOr: Binary<T, uint8_t>(a, b, o, [](T x, T y) -> uint8_t { return x || y; }); break;
+    case BinaryKind::kMax: Binary<T, T>(a, b, o, pool, [](T x, T y) { return x > y ? x : y; }); break;
+    case BinaryKind::kMin: Binary<T, T>(a, b, o, pool, [](T x, T y) { return x < y ? x : y; }); break;
+    case BinaryKind::kGreater: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x > y; }); break;
+    case BinaryKind::kLess: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x < y; }); break;
+    case BinaryKind::kGreaterOrEqual: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x >= y; }); break;
+    case BinaryKind::kLessOrEqual: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x <= y; }); break;
+    case BinaryKind::kEqual: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x == y; }); break;
+    case BinaryKind::kAnd: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x && y; }); break;
+    case BinaryKind::kOr: Binary<T, uint8_t>(a, b, o, pool, [](T x, T y) -> uint8_t { return x || y; }); break;
   }
 }
 
@@ -239,12 +269,12 @@ absl::Status BinaryRule(const BinaryAttrs& a, const Tensors& in, const Tensors& 
   return CheckBroadcastOutput({&in[0].shape, &in[1].shape}, out[0]);
 }
 
-absl::Status BinaryKernel(const BinaryAttrs& a, const Tensors& in, const Tensors& out, ThreadPool*) {
+absl::Status BinaryKernel(const BinaryAttrs& a, const Tensors& in, const Tensors& out, ThreadPool* pool) {
   switch (in[0].dtype) {
-    case qeff::v1::F32: BinaryTyped<float>(a.kind, in[0], in[1], out[0]); break;
-    case qeff::v1::I64: BinaryTyped<int64_t>(a.kind, in[0], in[1], out[0]); break;
-    case qeff::v1::I32: BinaryTyped<int32_t>(a.kind, in[0], in[1], out[0]); break;
-    default: BinaryTyped<uint8_t>(a.kind, in[0], in[1], out[0]); break;
+    case qeff::v1::F32: BinaryTyped<float>(a.kind, in[0], in[1], out[0], pool); break;
+    case qeff::v1::I64: BinaryTyped<int64_t>(a.kind, in[0], in[1], out[0], pool); break;
+    case qeff::v1::I32: BinaryTyped<int32_t>(a.kind, in[0], in[1], out[0], pool); break;
+    default: BinaryTyped<uint8_t>(a.kind, in[0], in[1], out[0], pool); break;
   }
   return absl::OkStatus();
 }
@@ -313,7 +343,7 @@ absl::Status UnaryKernel(const UnaryAttrs& a, const Tensors& in, const Tensors& 
     else if (kind == UnaryKind::kSigmoid) SigmoidArray(px + b, po + b, e - b);
     else for (int64_t i = b; i < e; ++i) po[i] = fn(px[i]);
   };
-  if (pool != nullptr && n >= 1 << 15) {
+  if (pool != nullptr && n >= kParallelElements) {
     pool->ParallelFor(n, 4096, body);
   } else {
     body(0, n);
