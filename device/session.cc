@@ -1,7 +1,6 @@
 #include "device/session.h"
 
 #include <cblas.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,29 +13,7 @@
 namespace qeff::device {
 namespace fs = std::filesystem;
 
-
-// Anonymous mappings (zeroed, page-aligned); from 2 MB on in transparent huge pages: decode
-// reads every sequence's KV rows from memory each step, and in 4 KB pages each head's rows
-// cross several pages (TLB misses, and the hardware prefetcher stops at page boundaries).
-uint8_t* Session::Allocate(size_t bytes) {
-  constexpr size_t kHuge = size_t{2} << 20;
-  const bool huge = bytes >= kHuge;
-  const size_t rounded = huge ? (bytes + kHuge - 1) / kHuge * kHuge : (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096;
-  const size_t mapped = huge ? rounded + kHuge : rounded;  // room to start on a 2 MB boundary
-  void* raw = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  mappings_.emplace_back(raw, mapped);
-  auto* data = static_cast<uint8_t*>(raw);
-  if (huge) {
-    data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
-    ::madvise(data, rounded, MADV_HUGEPAGE);
-  }
-  return data;
-}
-
-Session::~Session() {
-  for (const auto& [raw, bytes] : mappings_) ::munmap(raw, bytes);
-}
+Session::~Session() = default;
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Load(const fs::path& qpc_dir, int num_threads) {
   QEFF_ASSIGN_OR_RETURN(std::shared_ptr<const Program> program, Program::Load(qpc_dir));
@@ -72,11 +49,14 @@ absl::Status Session::Prepare() {
   const uint8_t* weights = program_->weights() != nullptr ? program_->weights() : kNoWeights;
   for (size_t bytes : program_->state_bytes()) {
     state_bytes_.push_back(bytes);
-    states_.push_back(Allocate(bytes));
+    // Huge pages: decode reads every sequence's KV rows from memory each step.
+    buffers_.emplace_back(bytes);
+    states_.push_back(buffers_.back().data());
     if (!states_.back()) return absl::ResourceExhaustedError("cannot allocate the retained-state (KV cache) buffers");
   }
   arena_bytes_ = program_->arena_bytes();
-  arena_ = Allocate(arena_bytes_);
+  buffers_.emplace_back(arena_bytes_);
+  arena_ = buffers_.back().data();
   if (!arena_) return absl::ResourceExhaustedError("cannot allocate the activation arena");
 
   for (int si = 0; si < program.specializations_size(); ++si) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/util/huge_buffer.h"
 #include "device/cpu/thread_pool.h"
 #include "device/program.h"
 #include "device/tensor.h"
@@ -67,8 +68,6 @@ class Session {
 
   Session() = default;
   absl::Status Prepare();
-  // Zeroed, page-aligned memory owned by the session (huge pages from 2 MB on); null on failure.
-  uint8_t* Allocate(size_t bytes);
 
   std::shared_ptr<const Program> program_;
   std::vector<Prepared> prepared_;
@@ -76,7 +75,7 @@ class Session {
   size_t arena_bytes_ = 0;
   std::vector<uint8_t*> states_;
   std::vector<size_t> state_bytes_;
-  std::vector<std::pair<void*, size_t>> mappings_;  // what Allocate mapped, unmapped at destruction
+  std::vector<util::HugeBuffer> buffers_;  // the state buffers and the arena
   ThreadPool* pool_ = nullptr;
   int threads_ = 0;
   int last_spec_ = -1;

@@ -167,14 +167,17 @@ absl::StatusOr<std::string> GraphBuilder::Weight(const std::string& name, const 
   const uint64_t length = static_cast<uint64_t>(n) * sizeof(float);
   const void* src = view.data;
   if (view.dtype != hf::DType::kF32 || fp16_clip_) {
-    scratch_.resize(static_cast<size_t>(n));
-    QEFF_RETURN_IF_ERROR(hf::ConvertToFloat(view, scratch_.data()));
+    // A float view already in the scratch buffer (LoadLinearWeight's transpose) is clipped in place.
+    const bool in_scratch = view.data == scratch_.data() && view.dtype == hf::DType::kF32;
+    float* buf = in_scratch ? reinterpret_cast<float*>(scratch_.data()) : Scratch(n);
+    if (buf == nullptr) return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", length, " bytes for ", name));
+    if (!in_scratch) QEFF_RETURN_IF_ERROR(hf::ConvertToFloat(view, buf));
     if (fp16_clip_) {
-      for (float& x : scratch_) {
-        if (std::isfinite(x)) x = std::fmax(-kF16Max, std::fmin(kF16Max, x));
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isfinite(buf[i])) buf[i] = std::fmax(-kF16Max, std::fmin(kF16Max, buf[i]));
       }
     }
-    src = scratch_.data();
+    src = buf;
   }
   if (length != 0 && std::fwrite(src, 1, length, data_) != length) {
     return absl::InternalError(absl::StrCat("cannot write ", data_path_.string(), ": ", std::strerror(errno)));
@@ -194,8 +197,16 @@ absl::StatusOr<std::string> GraphBuilder::Weight(const std::string& name, const 
   add_kv("length", std::to_string(length));
   offset_ += length;
   num_parameters_ += n;
-  if (scratch_.size() > (16u << 20)) std::vector<float>().swap(scratch_);  // do not hold big buffers
   return name;
+}
+
+float* GraphBuilder::Scratch(int64_t n) {
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+  if (scratch_.size() < bytes) {
+    scratch_ = util::HugeBuffer();  // release before mapping the larger one
+    scratch_ = util::HugeBuffer(bytes);
+  }
+  return reinterpret_cast<float*>(scratch_.data());
 }
 
 void GraphBuilder::Input(const std::string& name, int32_t elem_type, const std::vector<Dim>& dims) {

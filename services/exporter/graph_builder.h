@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/util/huge_buffer.h"
 #include "common/hf/safetensors.h"
 
 namespace qeff::exporter {
@@ -72,6 +73,10 @@ class GraphBuilder {
   // A float32 weight from a checkpoint tensor (F32/F16/BF16 converted to float32), stored as
   // external data under `name`. Returns `name`. Counts toward num_parameters().
   absl::StatusOr<std::string> Weight(const std::string& name, const hf::TensorView& view);
+  // A float buffer of at least n values for building one weight before Weight() writes it (in
+  // huge pages, kept and reused across weights: an export converts gigabytes through it). Its
+  // contents are valid until the next Scratch() call.
+  float* Scratch(int64_t n);
 
   void Input(const std::string& name, int32_t elem_type, const std::vector<Dim>& dims);
   void Output(const std::string& name, int32_t elem_type, const std::vector<Dim>& dims);
@@ -93,7 +98,7 @@ class GraphBuilder {
   bool fp16_clip_ = false;
   int64_t num_parameters_ = 0;
   int64_t counter_ = 0;
-  std::vector<float> scratch_;
+  util::HugeBuffer scratch_;
   std::map<std::string, std::string> const_cache_;  // (type + bytes) -> initializer name
 };
 
