@@ -12,6 +12,7 @@
 #   QEFF_BENCH_TINY=1                        2-layer, hidden-64 shapes of both models (checks the script)
 #   QEFF_BENCH_WEIGHT_DTYPE=fp32|bf16|int8   compile weight precision (default fp32)
 #   QEFF_BENCH_FULL_BATCH_SIZE=16            continuous-batching slots
+#   QEFF_BENCH_KV_CACHE_DTYPE=fp32|bf16      KV cache precision (default fp32)
 # The full-size run needs ~25 GB free in TMPDIR (random checkpoints, exports, one qpc per ctx)
 # and ~10 GB of RAM (TinyLlama's fp32 weights while exporting and while loaded).
 # Until the server supports continuous batching, the CB export/compile fail; the script then
@@ -28,6 +29,7 @@ CTXS="${QEFF_BENCH_CTXS:-256 1024}"
 TINY="${QEFF_BENCH_TINY:-0}"
 WEIGHT_DTYPE="${QEFF_BENCH_WEIGHT_DTYPE:-fp32}"
 FBS="${QEFF_BENCH_FULL_BATCH_SIZE:-16}"
+KV_DTYPE="${QEFF_BENCH_KV_CACHE_DTYPE:-fp32}"
 PREFILL=32 PROMPT=32 NEW=64 LONG_PROMPT=100
 
 QEFFD="$BUILD/services/qeffd/qeffd"
@@ -100,7 +102,7 @@ prepare() {
   CB=true
   if out=$(ctl export --model "$dir" --continuous-batching) && key=$(field export_key "$out") && [ -n "$key" ] &&
     out=$(ctl compile --export-key "$key" --full-batch-size "$FBS" --prefill-seq-len "$PREFILL" --ctx-len "$ctx" \
-      --weight-dtype "$WEIGHT_DTYPE") && qpc=$(field qpc_key "$out") && [ -n "$qpc" ]; then
+      --weight-dtype "$WEIGHT_DTYPE" --kv-cache-dtype "$KV_DTYPE") && qpc=$(field qpc_key "$out") && [ -n "$qpc" ]; then
     :
   else
     echo "   continuous-batching export/compile failed: $(ctl_error)"
@@ -108,7 +110,8 @@ prepare() {
     CB=false
     out=$(ctl export --model "$dir") || { echo "error: export failed: $(ctl_error)" >&2; exit 1; }
     key=$(field export_key "$out")
-    out=$(ctl compile --export-key "$key" --prefill-seq-len "$PREFILL" --ctx-len "$ctx" --weight-dtype "$WEIGHT_DTYPE") ||
+    out=$(ctl compile --export-key "$key" --prefill-seq-len "$PREFILL" --ctx-len "$ctx" --weight-dtype "$WEIGHT_DTYPE" \
+      --kv-cache-dtype "$KV_DTYPE") ||
       { echo "error: compile failed: $(ctl_error)" >&2; exit 1; }
     qpc=$(field qpc_key "$out")
   fi
@@ -151,7 +154,7 @@ for name in $MODELS; do
 done
 
 echo
-echo "== serving benchmark: prompt $PROMPT tokens, $NEW new tokens, prefill chunk $PREFILL, weights $WEIGHT_DTYPE$([ "$TINY" = 1 ] && echo ', TINY shapes')"
+echo "== serving benchmark: prompt $PROMPT tokens, $NEW new tokens, prefill chunk $PREFILL, weights $WEIGHT_DTYPE, KV cache $KV_DTYPE$([ "$TINY" = 1 ] && echo ', TINY shapes')"
 echo
 if [ -n "$OUT_JSON" ]; then
   "$BENCH" --report "$ROWS" --out "$OUT_JSON"
