@@ -95,14 +95,25 @@ void Session::ResetState() {
   for (size_t i = 0; i < states_.size(); ++i) std::memset(states_[i], 0, state_bytes_[i]);
 }
 
-absl::Status Session::ResetSlot(int slot) {
+absl::Status Session::ResetSlot(int slot, int64_t positions) {
   const int fbs = program_->full_batch_size();
   if (slot < 0 || slot >= fbs) {
     return absl::InvalidArgumentError(absl::StrCat("KV slot ", slot, " outside [0, ", fbs, ")"));
   }
   for (size_t i = 0; i < states_.size(); ++i) {
+    const auto& st = program_->proto().states(static_cast<int>(i));
     const size_t row = state_bytes_[i] / static_cast<size_t>(fbs);
-    std::memset(states_[i] + row * static_cast<size_t>(slot), 0, row);
+    uint8_t* base = states_[i] + row * static_cast<size_t>(slot);
+    const int64_t C = st.shape_size() == 4 ? st.shape(2) : 0;
+    if (positions < 0 || C == 0 || positions >= C) {
+      std::memset(base, 0, row);
+      continue;
+    }
+    // [heads, ctx_len, head_dim] of this slot: the first `positions` rows of every head.
+    const int64_t heads = st.shape(1);
+    const size_t head_bytes = row / static_cast<size_t>(heads);
+    const size_t used = head_bytes / static_cast<size_t>(C) * static_cast<size_t>(positions);
+    for (int64_t h = 0; h < heads; ++h) std::memset(base + static_cast<size_t>(h) * head_bytes, 0, used);
   }
   return absl::OkStatus();
 }

@@ -111,6 +111,8 @@ absl::Status Scheduler::Init() {
     }
   }
   slots_.resize(static_cast<size_t>(slots));
+  // Slots start zero and are zeroed later only where their last request wrote (Slot::written).
+  session_->ResetState();
   const int max_rows = std::max(prefill_batch_ * chunk_, decode_specs_.back().first * dseq);
   ids_.resize(static_cast<size_t>(max_rows));
   pos_.resize(static_cast<size_t>(max_rows));
@@ -263,7 +265,9 @@ void Scheduler::Admit() {
   for (auto& [i, p] : admitted) {
     Slot& s = slots_[i];
     if (batched_) {
-      (void)session_->ResetSlot(i);  // i < full_batch_size by construction
+      // Only what the slot's previous request wrote (a fresh session's state is zero).
+      if (s.written > 0) (void)session_->ResetSlot(i, s.written);  // i < full_batch_size by construction
+      s.written = 0;
     } else {
       session_->ResetState();
     }
@@ -418,6 +422,7 @@ void Scheduler::FinishSlot(int slot, absl::Status status, std::string finish_rea
   st.decode_tokens_per_s = decode_s > 0 ? (st.generated_tokens - 1) / decode_s : 0.0;
   st.total_tokens_per_s = st.e2e_ms > 0 ? st.generated_tokens / (st.e2e_ms / 1000.0) : 0.0;
   std::shared_ptr<RequestHandle> handle = std::move(s.handle);
+  s.written = std::max(s.written, s.position);  // every write of this request was below `position`
   s.sampler.reset();
   s.first_token = Clock::time_point();
   {

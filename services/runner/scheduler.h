@@ -157,6 +157,7 @@ class Scheduler {
     int32_t next = 0;              // last sampled token, not yet in the cache
     int max_new = 0;
     int chunks = 0;
+    int written = 0;               // cache positions [0, written) may hold an earlier request's rows
     Clock::time_point arrival, admitted, first_token;
     bool decoding() const { return handle && prefilled == static_cast<int>(request.prompt.size()); }
   };

@@ -121,6 +121,46 @@ TEST_P(ContinuousBatchingTest, BatchedGreedyEqualsAloneAndHf) { CheckBatchedEqua
 // Rounding into a bf16 cache happens per row as it is written, so batching changes nothing.
 TEST_P(ContinuousBatchingTest, BatchedGreedyEqualsAloneWithBf16KvCache) { CheckBatchedEqualsAlone(GetParam(), "bf16"); }
 
+// ResetSlot(slot, n) zeroes only cache positions [0, n) of that slot (what its last request can
+// have written), every head of every state; without n, the whole slot.
+TEST(SessionTest, ResetSlotZeroesTheWrittenPositionsOfOneSlot) {
+  testing::TempDir work("reset-slot");
+  auto session = testing::ExportAndCompile(kFixtures / "gpt2", work.path(), 8, 64, "fp32", 2);
+  ASSERT_TRUE(session);
+  const int prefill = testing::SpecIndex(*session, 8);
+  std::vector<int64_t> ids = {5, 6, 7, 8, 9, 10, 11, 12}, pos = {0, 1, 2, 3, 4, 5, 6, 7}, slot = {1};
+  ASSERT_TRUE(session
+                  ->Run(prefill, {{"input_ids", device::HostTensor::I64(ids.data(), {1, 8})},
+                                  {"position_ids", device::HostTensor::I64(pos.data(), {1, 8})},
+                                  {"batch_index", device::HostTensor::I64(slot.data(), {1, 1})}})
+                  .ok());
+  const auto& proto = session->program().proto();
+  // Nonzero bytes at (slot, every head, position p) of state i.
+  auto nonzero = [&](int i, int b, int64_t p) {
+    auto st = session->State(proto.states(i).name());
+    EXPECT_TRUE(st.ok());
+    const auto& sh = st->shape;  // [fbs, heads, ctx, head_dim]
+    const float* f = static_cast<const float*>(st->data);
+    int count = 0;
+    for (int64_t h = 0; h < sh[1]; ++h)
+      for (int64_t d = 0; d < sh[3]; ++d) count += f[((b * sh[1] + h) * sh[2] + p) * sh[3] + d] != 0.0f;
+    return count;
+  };
+  for (int i = 0; i < proto.states_size(); ++i) {
+    for (int64_t p = 0; p < 8; ++p) EXPECT_GT(nonzero(i, 1, p), 0) << "state " << i << " position " << p;
+    EXPECT_EQ(nonzero(i, 0, 0), 0) << "slot 0 was never written";
+  }
+  ASSERT_TRUE(session->ResetSlot(1, 5).ok());
+  for (int i = 0; i < proto.states_size(); ++i) {
+    for (int64_t p = 0; p < 5; ++p) EXPECT_EQ(nonzero(i, 1, p), 0) << "state " << i << " position " << p;
+    for (int64_t p = 5; p < 8; ++p) EXPECT_GT(nonzero(i, 1, p), 0) << "state " << i << " position " << p;
+  }
+  ASSERT_TRUE(session->ResetSlot(1).ok());
+  for (int i = 0; i < proto.states_size(); ++i)
+    for (int64_t p = 0; p < 8; ++p) EXPECT_EQ(nonzero(i, 1, p), 0) << "state " << i << " position " << p;
+  EXPECT_EQ(session->ResetSlot(2).code(), absl::StatusCode::kInvalidArgument);
+}
+
 // The scheduler's request lifecycle on the GPT-2 fixture: expired deadlines, cancellation
 // mid-generation, shutdown; every case releases its slot.
 TEST(SchedulerTest, DeadlinesCancellationAndShutdownReleaseSlots) {
