@@ -100,16 +100,6 @@ void AccumulateScalar(const float* p, int64_t stride, int64_t G, const T* vbase,
 #if defined(__x86_64__)
 #define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
-// Horizontal sum in a fixed tree (the intrinsic _mm512_reduce_add_ps trips GCC 12's
-// -Wmaybe-uninitialized on its undefined pass-through operands).
-QEFF_AVX512 inline float HorizontalSum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xffff, v, v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xffff, v, v, 0xB1));
-  v = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, 0xB1));
-  return _mm512_cvtss_f32(v);
-}
-
 constexpr int64_t kPrefetchKeys = 8;
 template <typename T>
 inline void PrefetchRow(const T* row, int64_t D) {
@@ -127,39 +117,59 @@ QEFF_AVX512 inline __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
 }
 
-// GB query rows at once: each cache row chunk is loaded once for all of them. Every score is
-// the same chain (lane-wise FMAs over the D chunks in order, then one horizontal sum), whatever
-// GB is.
-template <int GB, typename T>
-QEFF_AVX512 void ScoresBlockAvx512(const float* const* qg, const T* kbase, const int32_t* keys, int64_t n,
-                                   int64_t D, float* sc, int64_t stride) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T* kr = kbase + static_cast<int64_t>(keys[i]) * D;
-    // Decode reads each cache row once, from memory (the weights have evicted it): request
-    // rows a few keys ahead so the loads overlap instead of waiting one by one.
-    if (i + kPrefetchKeys < n) PrefetchRow(kbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
-    __m512 acc[GB];
-    for (int g = 0; g < GB; ++g) acc[g] = _mm512_setzero_ps();
+// Scores of one query row against 16 keys at a time. Each key's score is a lane-wise FMA chain
+// over the D chunks in order, then the 16 accumulators are reduced together by one transpose
+// tree (15 adds and 30 shuffles for 16 scores, where one horizontal sum per key cost 8): prefill
+// computes a score for every (query, earlier key) pair. Keys are assigned to accumulators in the
+// order the tree leaves them in lanes, so lane j holds key i0 + j. Every score takes the same
+// operations whatever n, the group or the batch; missing keys of the last group are zeros.
+QEFF_AVX512 inline __m512 ReduceSixteen(const __m512* a) {
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i) {
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44), _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xEE));
+  }
+  // Lane 4k + m now holds the sum of a[4m + k].
+  return _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+}
+
+template <typename T>
+QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const int32_t* keys, int64_t n, int64_t D,
+                                 float* sc) {
+  for (int64_t i0 = 0; i0 < n; i0 += 16) {
+    const int64_t count = std::min<int64_t>(16, n - i0);
+    // Decode reads each cache row once, from memory (the weights have evicted it): request the
+    // next group's rows while this one computes.
+    for (int64_t j = i0 + 16; j < std::min(n, i0 + 32); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+    __m512 acc[16];
+    const T* rows[16];
+    for (int v = 0; v < 16; ++v) {
+      acc[v] = _mm512_setzero_ps();
+      const int64_t key = (v % 4) * 4 + v / 4;  // the lane ReduceSixteen puts accumulator v in
+      rows[v] = key < count ? kbase + static_cast<int64_t>(keys[i0 + key]) * D : nullptr;
+    }
     for (int64_t d = 0; d < D; d += 16) {
       const __mmask16 m = TailMask(D - d);
-      const __m512 kv = LoadCache(m, kr + d);
-      for (int g = 0; g < GB; ++g) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg[g] + d), kv, acc[g]);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+      for (int v = 0; v < 16; ++v) {
+        if (rows[v] != nullptr) acc[v] = _mm512_fmadd_ps(qv, LoadCache(m, rows[v] + d), acc[v]);
+      }
     }
-    for (int g = 0; g < GB; ++g) sc[g * stride + i] = HorizontalSum(acc[g]);
+    _mm512_mask_storeu_ps(sc + i0, TailMask(count), ReduceSixteen(acc));
   }
 }
 
 template <typename T>
 QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n,
                               int64_t D, float* sc, int64_t stride) {
-  int64_t g = 0;
-  for (; g + 4 <= G; g += 4) ScoresBlockAvx512<4>(qg + g, kbase, keys, n, D, sc + g * stride, stride);
-  switch (G - g) {
-    case 3: ScoresBlockAvx512<3>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
-    case 2: ScoresBlockAvx512<2>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
-    case 1: ScoresBlockAvx512<1>(qg + g, kbase, keys, n, D, sc + g * stride, stride); break;
-    default: break;
-  }
+  for (int64_t g = 0; g < G; ++g) ScoresRowAvx512(qg[g], kbase, keys, n, D, sc + g * stride);
 }
 
 // NC 16-float column chunks of one output row held in registers over all keys.
