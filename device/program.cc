@@ -77,9 +77,7 @@ const char* StorageName(qeff::v1::Storage s) {
 
 void Program::SetMemoryLimitForTesting(uint64_t bytes) { memory_limit.store(bytes); }
 
-Program::~Program() {
-  if (weights_anon_ != nullptr) ::munmap(weights_anon_, weights_anon_bytes_);
-}
+Program::~Program() = default;
 
 absl::StatusOr<std::shared_ptr<const Program>> Program::Load(const fs::path& qpc_dir) {
   const std::string label = QpcLabel(qpc_dir);
@@ -414,13 +412,9 @@ absl::Status Program::LoadWeights(const fs::path& path) {
   if ((keep_mmap != nullptr && std::string(keep_mmap) == "1") || weights_size_ < (size_t{4} << 20)) {
     return absl::OkStatus();
   }
-  constexpr size_t kHuge = size_t{2} << 20;
-  const size_t bytes = (weights_size_ + kHuge - 1) / kHuge * kHuge;
-  // Over-allocate by one huge page so the copy can start on a 2 MB boundary.
-  void* raw = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return absl::OkStatus();  // keep the file mapping
-  auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
-  ::madvise(aligned, bytes, MADV_HUGEPAGE);
+  util::HugeBuffer copy(weights_size_);
+  if (copy.empty()) return absl::OkStatus();  // keep the file mapping
+  uint8_t* aligned = copy.data();
   // In 64 MB steps, dropping each copied range of the file mapping from this process, so the
   // mapping and the copy are never resident together: peak RSS stays near the weights' size.
   constexpr size_t kStep = size_t{64} << 20;
@@ -429,9 +423,8 @@ absl::Status Program::LoadWeights(const fs::path& path) {
     std::memcpy(aligned + off, weights_map_.data() + off, n);
     ::madvise(const_cast<uint8_t*>(weights_map_.data()) + off, n, MADV_DONTNEED);
   }
-  ::mprotect(aligned, bytes, PROT_READ);
-  weights_anon_ = raw;
-  weights_anon_bytes_ = bytes + kHuge;
+  copy.MakeReadOnly();
+  weights_copy_ = std::move(copy);
   weights_ = aligned;
   weights_map_ = util::MappedFile();  // unmap the file
   return absl::OkStatus();

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/util/files.h"
+#include "common/util/huge_buffer.h"
 #include "device/cpu/op_registry.h"
 #include "qeff/v1/program.pb.h"
 
@@ -74,8 +75,7 @@ class Program {
   std::vector<std::vector<BoundOp>> ops_;
   // Weights: a copy in 2 MB pages (default), the zero-copy file mapping, or an owned string.
   util::MappedFile weights_map_;
-  void* weights_anon_ = nullptr;
-  size_t weights_anon_bytes_ = 0;
+  util::HugeBuffer weights_copy_;  // the weights in huge pages (unless QEFF_WEIGHTS_MMAP=1)
   std::shared_ptr<const std::string> weights_owned_;
   const uint8_t* weights_ = nullptr;
   size_t weights_size_ = 0;

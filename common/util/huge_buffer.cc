@@ -43,6 +43,10 @@ HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
 
 HugeBuffer::~HugeBuffer() { Release(); }
 
+void HugeBuffer::MakeReadOnly() {
+  if (data_ != nullptr) ::mprotect(data_, size_, PROT_READ);
+}
+
 void HugeBuffer::Release() {
   if (raw_ != nullptr) ::munmap(raw_, raw_bytes_);
   raw_ = nullptr;

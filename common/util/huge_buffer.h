@@ -23,6 +23,8 @@ class HugeBuffer {
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   bool empty() const { return data_ == nullptr; }
+  // No more writes (a loaded program's weights): a stray store faults instead of corrupting.
+  void MakeReadOnly();
 
  private:
   void Release();

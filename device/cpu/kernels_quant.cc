@@ -24,14 +24,19 @@ int64_t PanelBytes(bool int4, int64_t kp) { return int4 ? kp / 8 * kGroupBytes :
 
 // One row of x: per block of 32, scale max|x| / 127, q = round(x / scale) (zeros past K), and
 // the block's offset correction -offset * sum(q).
+#if defined(__x86_64__)
 void QuantizeBlockAvx512(const float* x, int32_t offset, int8_t* q, float* scale, int32_t* corr);
 bool HasVnni();
+#endif
 
 void QuantizeRow(const float* x, int64_t K, int64_t kp, int32_t offset, int8_t* q, float* scale, int32_t* corr) {
+#if defined(__x86_64__)
+  const bool vector = HasVnni() && !g_portable;
+#endif
   for (int64_t b = 0; b < kp / kQuantBlock; ++b) {
     const int64_t k0 = b * kQuantBlock, k1 = std::min(K, k0 + kQuantBlock);
 #if defined(__x86_64__)
-    if (k1 - k0 == kQuantBlock && HasVnni() && !g_portable) {
+    if (vector && k1 - k0 == kQuantBlock) {
       QuantizeBlockAvx512(x + k0, offset, q + k0, scale + b, corr + b);
       continue;
     }
