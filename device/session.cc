@@ -35,8 +35,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const P
   s->threads_ = want > 0 ? std::min(want, s->pool_->size()) : s->pool_->size();
   const char* profile = std::getenv("QEFF_PROFILE");
   s->profile_ = profile != nullptr && std::string(profile) == "1";
-  QEFF_RETURN_IF_ERROR(s->Prepare());
-  s->ResetState();
+  QEFF_RETURN_IF_ERROR(s->Prepare());  // fresh state buffers are zero
   return s;
 }
 
@@ -92,7 +91,9 @@ absl::Status Session::Prepare() {
 }
 
 void Session::ResetState() {
+  if (!state_written_) return;  // still zero: no pass over (and no committing of) gigabytes
   for (size_t i = 0; i < states_.size(); ++i) std::memset(states_[i], 0, state_bytes_[i]);
+  state_written_ = false;
 }
 
 absl::Status Session::ResetSlot(int slot, int64_t positions) {
@@ -143,6 +144,7 @@ absl::Status Session::Run(int spec, const NamedInputs& inputs) {
     std::memcpy(dst.data, h->data, dst.bytes());
   }
   last_spec_ = -1;
+  state_written_ = true;
   ThreadPool::LimitScope limit(threads_);
   const int n = static_cast<int>(p.steps.size());
   for (int i = 0; i < n; ++i) {

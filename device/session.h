@@ -37,7 +37,8 @@ class Session {
   int full_batch_size() const { return program_->full_batch_size(); }
   int num_threads() const { return threads_; }
 
-  // Zeroes the whole retained state (start of a new sequence on a non-batched program).
+  // Zeroes the whole retained state (start of a new sequence on a non-batched program); free
+  // when nothing has run since the last reset (a new session's state is already zero).
   void ResetState();
   // Zeroes KV slot `slot` (row `slot` of every retained-state buffer) of a continuous-batching
   // program; INVALID_ARGUMENT outside [0, full_batch_size). With `positions` >= 0 only cache
@@ -83,6 +84,7 @@ class Session {
   int threads_ = 0;
   int last_spec_ = -1;
   bool profile_ = false;
+  bool state_written_ = false;  // a Run may have written the state since it was last all zero
   std::map<std::string, double> profile_ms_;
   std::vector<std::vector<double>> profile_op_ms_;  // per specialization, per op
 };
