@@ -127,27 +127,44 @@ QEFF_VNNI inline __m512i Broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Rows m0 .. m0+MR-1 against one panel: per block of 32 inputs, 4·MR integer accumulators
-// (started at the offset correction), then y += float(sum) · scale. MR <= 4: with 6 rows the
-// block's closing multiply-adds spill registers (int8 measured 87 GMAC/s at 6 rows, 138 at 4).
+// Rows m0 .. m0+MR-1 against one panel: per block of 32 inputs, integer accumulators (started
+// at the offset correction), then y += float(sum) · scale. MR <= 4: with 6 rows the block's
+// closing multiply-adds spill registers (int8 measured 87 GMAC/s at 6 rows, 138 at 4).
+// With 1 row a block's 8 dependent vpdpbusd per accumulator bound the speed (latency, not
+// throughput: 2 rows ran 1.7x the MACs/s of 1), so that tile keeps two banks of accumulators:
+// int8 alternates input groups between them; int4 puts low nibbles in one and the high nibbles,
+// masked in place (16 x the value, one instruction fewer than shifting them down), in the other,
+// shifted back exactly when the block closes (int4 1.25x, int8 1.05x from cache; with 2 rows
+// the second bank cost int8 a quarter). It also keeps its float sums in registers over the
+// chunk instead of in y.
 template <int MR, bool kInt4>
 QEFF_VNNI void PanelTile(const QuantizedRows& x, int64_t m0, const uint8_t* panel, const uint16_t* block_scale,
                          float* y, int64_t N, const __mmask16* mask, int64_t b0, int64_t b1) {
+  constexpr bool kTwoBanks = MR == 1;
+  constexpr int kBanks = kTwoBanks ? 2 : 1;
   const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m512 ysum[4];
+  if constexpr (MR == 1) {
+    for (int v = 0; v < 4; ++v) ysum[v] = _mm512_maskz_loadu_ps(mask[v], y + m0 * N + 16 * v);
+  }
   for (int64_t b = b0; b < b1; ++b) {
-    __m512i acc[MR][4];
+    __m512i acc[kBanks][MR][4];
     for (int m = 0; m < MR; ++m) {
       const __m512i o = _mm512_set1_epi32(x.offset(m0 + m)[b]);
-      for (int v = 0; v < 4; ++v) acc[m][v] = o;
+      for (int v = 0; v < 4; ++v) {
+        acc[0][m][v] = o;
+        if constexpr (kTwoBanks) acc[1][m][v] = _mm512_setzero_si512();
+      }
     }
     if constexpr (!kInt4) {
       for (int g = 0; g < 8; ++g) {
+        const int bank = kTwoBanks ? g & 1 : 0;
         const uint8_t* wg = panel + (b * 8 + g) * kGroupBytes;
         __m512i w[4];
         for (int v = 0; v < 4; ++v) w[v] = _mm512_loadu_si512(wg + 64 * v);
         for (int m = 0; m < MR; ++m) {
           const __m512i xb = Broadcast4(x.q(m0 + m) + b * kQuantBlock + 4 * g);
-          for (int v = 0; v < 4; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], w[v], xb);
+          for (int v = 0; v < 4; ++v) acc[bank][m][v] = _mm512_dpbusd_epi32(acc[bank][m][v], w[v], xb);
         }
       }
     } else {
@@ -161,11 +178,26 @@ QEFF_VNNI void PanelTile(const QuantizedRows& x, int64_t m0, const uint8_t* pane
         for (int v = 0; v < 4; ++v) {
           const __m512i raw = _mm512_loadu_si512(wc + 64 * v);
           const __m512i lo = _mm512_and_si512(raw, low4);
-          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-          for (int m = 0; m < MR; ++m) {
-            acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], lo, xl[m]);
-            acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], hi, xh[m]);
+          if constexpr (kTwoBanks) {
+            const __m512i hi16 = _mm512_andnot_si512(low4, raw);  // 16 x the high nibble
+            for (int m = 0; m < MR; ++m) {
+              acc[0][m][v] = _mm512_dpbusd_epi32(acc[0][m][v], lo, xl[m]);
+              acc[1][m][v] = _mm512_dpbusd_epi32(acc[1][m][v], hi16, xh[m]);
+            }
+          } else {
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+            for (int m = 0; m < MR; ++m) {
+              acc[0][m][v] = _mm512_dpbusd_epi32(acc[0][m][v], lo, xl[m]);
+              acc[0][m][v] = _mm512_dpbusd_epi32(acc[0][m][v], hi, xh[m]);
+            }
           }
+        }
+      }
+    }
+    if constexpr (kTwoBanks) {
+      for (int m = 0; m < MR; ++m) {
+        for (int v = 0; v < 4; ++v) {
+          acc[0][m][v] = _mm512_add_epi32(acc[0][m][v], kInt4 ? _mm512_srai_epi32(acc[1][m][v], 4) : acc[1][m][v]);
         }
       }
     }
@@ -176,12 +208,19 @@ QEFF_VNNI void PanelTile(const QuantizedRows& x, int64_t m0, const uint8_t* pane
         ws = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
       }
       for (int m = 0; m < MR; ++m) {
-        float* yp = y + (m0 + m) * N + 16 * v;
         const __m512 s = kInt4 ? _mm512_mul_ps(ws, _mm512_set1_ps(x.scale(m0 + m)[b])) : _mm512_set1_ps(x.scale(m0 + m)[b]);
-        const __m512 sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][v]), s, _mm512_maskz_loadu_ps(mask[v], yp));
-        _mm512_mask_storeu_ps(yp, mask[v], sum);
+        if constexpr (MR == 1) {
+          ysum[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[0][m][v]), s, ysum[v]);
+        } else {
+          float* yp = y + (m0 + m) * N + 16 * v;
+          const __m512 sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[0][m][v]), s, _mm512_maskz_loadu_ps(mask[v], yp));
+          _mm512_mask_storeu_ps(yp, mask[v], sum);
+        }
       }
     }
+  }
+  if constexpr (MR == 1) {
+    for (int v = 0; v < 4; ++v) _mm512_mask_storeu_ps(y + m0 * N + 16 * v, mask[v], ysum[v]);
   }
 }
 
