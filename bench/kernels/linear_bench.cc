@@ -3,7 +3,9 @@
 // dtypes round by round so bandwidth drift hits all alike; prints one JSON line per case.
 //
 //   qeff-linear-bench [--k 2048] [--n 5632] [--m 1,4,8,32,512] [--dtypes fp32,bf16,int8,int4]
-//                     [--threads 1] [--rounds 5]
+//                     [--threads 1] [--rounds 5] [--copies 1]
+// --copies C cycles each call through C separately allocated weight copies: with C x the weight
+// size above the last-level cache every call streams from memory, as a decode step's Linears do.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_split.h"
+#include "common/util/huge_buffer.h"
 #include "device/cpu/kernels.h"
 #include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
@@ -27,7 +30,9 @@ using qeff::device::TensorRef;
 struct Case {
   std::string name;
   DType dtype;
-  std::vector<uint8_t> w, scale;
+  std::vector<uint8_t> w, scale;  // w: the bytes until MakeCase moves them to huge_w
+  size_t w_bytes = 0;
+  qeff::util::HugeBuffer huge_w;  // w's bytes in 2 MB pages, as a loaded qpc holds its weights
   TensorRef wref, sref;
   bool scaled = false;
 };
@@ -73,6 +78,11 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
     std::fprintf(stderr, "unknown dtype %s (fp32, bf16, int8, int4)\n", name.c_str());
     std::exit(2);
   }
+  c.huge_w = qeff::util::HugeBuffer(c.w.size());
+  std::memcpy(c.huge_w.data(), c.w.data(), c.w.size());
+  c.wref.data = c.huge_w.data();
+  c.w_bytes = c.w.size();
+  c.w = {};
   return c;
 }
 
@@ -81,7 +91,7 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
 int main(int argc, char** argv) {
   CLI::App app{"qeff Linear kernel benchmark"};
   int64_t K = 2048, N = 5632;
-  int threads = 1, rounds = 5;
+  int threads = 1, rounds = 5, copies = 1;
   std::string ms = "1,4,8,32,512", dtypes = "fp32,bf16,int8,int4";
   app.add_option("--k", K);
   app.add_option("--n", N);
@@ -89,10 +99,14 @@ int main(int argc, char** argv) {
   app.add_option("--dtypes", dtypes);
   app.add_option("--threads", threads);
   app.add_option("--rounds", rounds);
+  app.add_option("--copies", copies)->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   std::mt19937 rng(1);
-  std::vector<Case> cases;
-  for (const auto& d : absl::StrSplit(dtypes, ',')) cases.push_back(MakeCase(std::string(d), N, K, rng));
+  std::vector<std::vector<Case>> cases;  // [dtype][copy]
+  for (const auto& d : absl::StrSplit(dtypes, ',')) {
+    cases.emplace_back();
+    for (int c = 0; c < copies; ++c) cases.back().push_back(MakeCase(std::string(d), N, K, rng));
+  }
   qeff::device::ThreadPool pool(threads);
   qeff::v1::Op op;
   op.set_type("Linear");
@@ -105,14 +119,15 @@ int main(int argc, char** argv) {
     std::vector<double> best(cases.size(), 1e30);
     for (int r = 0; r < rounds; ++r) {
       for (size_t i = 0; i < cases.size(); ++i) {
-        Case& c = cases[i];
-        std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {M, K}}, c.wref, TensorRef{}};
-        if (c.scaled) in.push_back(c.sref);
         const std::vector<TensorRef> out = {{y.data(), qeff::v1::F32, {M, N}}};
         // Enough calls for ~0.2 s of work at a guessed speed, at least 3.
-        const int calls = std::max<int64_t>(3, std::min<int64_t>(200, (int64_t{4} << 30) / (M * N * K + c.w.size())));
+        const int calls = std::max<int64_t>(
+            3, std::min<int64_t>(200, (int64_t{4} << 30) / (M * N * K + cases[i][0].w_bytes)));
         const auto t0 = std::chrono::steady_clock::now();
         for (int j = 0; j < calls; ++j) {
+          const Case& c = cases[i][j % copies];
+          std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {M, K}}, c.wref, TensorRef{}};
+          if (c.scaled) in.push_back(c.sref);
           auto st = qeff::device::RunKernel(op, in, out, &pool);
           if (!st.ok()) {
             std::fprintf(stderr, "%s\n", st.ToString().c_str());
@@ -123,10 +138,11 @@ int main(int argc, char** argv) {
       }
     }
     for (size_t i = 0; i < cases.size(); ++i) {
-      const double bytes = static_cast<double>(cases[i].w.size() + cases[i].scale.size());
+      const Case& c = cases[i][0];
+      const double bytes = static_cast<double>(c.w_bytes + c.scale.size());
       std::printf("{\"dtype\": \"%s\", \"threads\": %d, \"M\": %lld, \"K\": %lld, \"N\": %lld, \"ms\": %.3f, "
                   "\"weight_gb_per_s\": %.2f, \"gmac_per_s\": %.2f}\n",
-                  cases[i].name.c_str(), threads, static_cast<long long>(M), static_cast<long long>(K),
+                  c.name.c_str(), threads, static_cast<long long>(M), static_cast<long long>(K),
                   static_cast<long long>(N), best[i] * 1e3, bytes / best[i] / 1e9,
                   static_cast<double>(M) * N * K / best[i] / 1e9);
     }
