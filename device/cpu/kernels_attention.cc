@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -208,6 +209,224 @@ QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, con
         case 2: AccumulateColsAvx512<2>(pg, vbase, keys, n, D, d0, out[g]); break;
         default: AccumulateColsAvx512<1>(pg, vbase, keys, n, D, d0, out[g]); break;
       }
+    }
+  }
+}
+
+// ---- Prefill: many query rows against one kv head ------------------------------------------------
+// A prefill call has S query positions (x G heads) reading the same cache rows, so it runs as
+// small matrix products instead of one row at a time: rows are packed 16 to a vector (lane =
+// row, q transposed), every score is a lane-wise FMA chain over d with one broadcast cache
+// value, softmax runs lane-wise over the keys in order (a key outside a row's unmasked range
+// adds nothing: it is skipped by max and contributes exactly 0 to the sum and to p·v), and p·v
+// takes 4 rows x 64 outputs per pass. Every row's arithmetic is the same whichever rows share
+// its vector or tile, so a row's bits still depend only on its own q, mask row and cache rows.
+
+constexpr int64_t kBlockPositions = 32;  // query positions per task
+
+struct BlockScratch {
+  std::vector<float> qt;      // [vectors][D][16] transposed q
+  std::vector<float> scores;  // [vectors][keys][16] scores, then probabilities
+  std::vector<float> kv;      // widened bf16 cache rows [2][span][D]
+  std::vector<int32_t> lo, hi;  // per row: first and last unmasked key (lo > hi: none)
+  std::vector<uint8_t> holes;   // per row: masked keys between lo and hi
+  std::vector<const float*> q;
+  std::vector<float*> out;
+  std::vector<const uint8_t*> mrow;
+};
+
+// Lane-wise over one vector of 16 rows (only lanes < `lanes` are rows): scores for keys
+// [k0, k1) into sc[(j - k0) * 16 + lane].
+QEFF_AVX512 void BlockScores(const float* qt, int64_t D, const float* kbase, int64_t k0, int64_t k1, float* sc) {
+  constexpr int kKeys = 8;
+  int64_t j = k0;
+  for (; j + kKeys <= k1; j += kKeys) {
+    __m512 acc[kKeys];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    const float* kr = kbase + j * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const __m512 qv = _mm512_loadu_ps(qt + d * 16);
+      for (int t = 0; t < kKeys; ++t) acc[t] = _mm512_fmadd_ps(qv, _mm512_set1_ps(kr[t * D + d]), acc[t]);
+    }
+    for (int t = 0; t < kKeys; ++t) _mm512_storeu_ps(sc + (j - k0 + t) * 16, acc[t]);
+  }
+  for (; j < k1; ++j) {
+    __m512 acc = _mm512_setzero_ps();
+    const float* kr = kbase + j * D;
+    for (int64_t d = 0; d < D; ++d) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qt + d * 16), _mm512_set1_ps(kr[d]), acc);
+    _mm512_storeu_ps(sc + (j - k0) * 16, acc);
+  }
+}
+
+// Score ops, then softmax over each lane's unmasked keys among [k0, k1), in place.
+QEFF_AVX512 void BlockSoftmax(const Job& job, const BlockScratch& b, int64_t r0, int64_t lanes, int64_t k0,
+                              int64_t k1, float* sc) {
+  const int64_t n = (k1 - k0) * 16;
+  for (int k = 0; k < job.num_steps; ++k) {
+    const __m512 c = _mm512_set1_ps(job.steps[k].c);
+    switch (job.steps[k].op) {
+      case ScoreOp::kDiv:
+        for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(sc + i, _mm512_div_ps(_mm512_loadu_ps(sc + i), c));
+        break;
+      case ScoreOp::kMul:
+        for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(sc + i, _mm512_mul_ps(_mm512_loadu_ps(sc + i), c));
+        break;
+      case ScoreOp::kTanh:
+        TanhArray(sc, sc, n);
+        break;
+    }
+  }
+  alignas(64) int32_t lo[16], hi[16];
+  bool holes = false;
+  for (int l = 0; l < 16; ++l) {
+    lo[l] = l < lanes ? b.lo[r0 + l] : 1;
+    hi[l] = l < lanes ? b.hi[r0 + l] : 0;
+    holes |= l < lanes && b.holes[r0 + l];
+  }
+  const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
+  auto active = [&](int64_t j) QEFF_AVX512 {
+    const __m512i vj = _mm512_set1_epi32(static_cast<int32_t>(j));
+    __mmask16 m = _mm512_cmpge_epi32_mask(vj, vlo) & _mm512_cmple_epi32_mask(vj, vhi);
+    if (holes) {
+      for (int l = 0; l < lanes; ++l) {
+        if (b.mrow[r0 + l][j] != 0) m &= static_cast<__mmask16>(~(1u << l));
+      }
+    }
+    return m;
+  };
+  __m512 mx = _mm512_set1_ps(std::numeric_limits<float>::lowest());
+  for (int64_t j = k0; j < k1; ++j) mx = _mm512_mask_max_ps(mx, active(j), mx, _mm512_loadu_ps(sc + (j - k0) * 16));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = k0; j < k1; ++j) {
+    float* p = sc + (j - k0) * 16;
+    const __m512 e = _mm512_maskz_mov_ps(active(j), Exp16(_mm512_sub_ps(_mm512_loadu_ps(p), mx)));
+    sum = _mm512_add_ps(sum, e);
+    _mm512_storeu_ps(p, e);
+  }
+  const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+  for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(sc + i, _mm512_mul_ps(_mm512_loadu_ps(sc + i), inv));
+}
+
+// out[r] = sum over keys [k0, k1) of p[j][lane r] * v[j], for MR rows (lanes l0 ..) and D.
+template <int MR>
+QEFF_AVX512 void BlockAccumulate(const float* sc, int64_t l0, const float* vbase, int64_t D, int64_t k0,
+                                 int64_t j0, int64_t j1, float* const* out) {
+  for (int64_t d0 = 0; d0 < D; d0 += 64) {
+    __m512 acc[MR][4];
+    __mmask16 m[4];
+    for (int c = 0; c < 4; ++c) {
+      m[c] = TailMask(std::max<int64_t>(0, D - d0 - 16 * c));
+      for (int r = 0; r < MR; ++r) acc[r][c] = _mm512_setzero_ps();
+    }
+    for (int64_t j = j0; j < j1; ++j) {
+      const float* vr = vbase + j * D + d0;
+      const float* pj = sc + (j - k0) * 16 + l0;
+      __m512 v[4];
+      for (int c = 0; c < 4; ++c) v[c] = _mm512_maskz_loadu_ps(m[c], vr + 16 * c);
+      for (int r = 0; r < MR; ++r) {
+        const __m512 p = _mm512_set1_ps(pj[r]);
+        for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_fmadd_ps(p, v[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(out[r] + d0 + 16 * c, m[c], acc[r][c]);
+  }
+}
+
+// One (batch row, kv head, block of kBlockPositions query positions): all their G heads.
+QEFF_AVX512 void RunBlockTask(const Job& job, int64_t task, BlockScratch& b) {
+  const int64_t blocks = (job.S + kBlockPositions - 1) / kBlockPositions;
+  const int64_t s0 = task % blocks * kBlockPositions, s1 = std::min(job.S, s0 + kBlockPositions);
+  const int64_t kh = task / blocks % job.Hkv, bi = task / (blocks * job.Hkv);
+  const int64_t G = job.G, D = job.D, C = job.C;
+  // The rows (position-major, then head) that see at least one key; the others get zeros.
+  b.q.clear();
+  b.out.clear();
+  b.mrow.clear();
+  b.lo.clear();
+  b.hi.clear();
+  b.holes.clear();
+  int64_t span_lo = C, span_hi = -1;
+  for (int64_t s = s0; s < s1; ++s) {
+    const uint8_t* mrow = job.mask + bi * job.mask_b_stride + s * job.mask_s_stride;
+    const void* first = std::memchr(mrow, 0, static_cast<size_t>(C));
+    int64_t lo = 0, hi = -1;
+    bool holes = false;
+    if (first != nullptr) {
+      lo = static_cast<const uint8_t*>(first) - mrow;
+      hi = static_cast<const uint8_t*>(memrchr(mrow, 0, static_cast<size_t>(C))) - mrow;
+      holes = std::memchr(mrow + lo, 1, static_cast<size_t>(hi - lo + 1)) != nullptr;
+      span_lo = std::min(span_lo, lo);
+      span_hi = std::max(span_hi, hi);
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t h = kh * G + g;
+      float* out = job.out + ((bi * job.Hq + h) * job.S + s) * D;
+      if (first == nullptr) {
+        std::fill(out, out + D, 0.0f);
+        continue;
+      }
+      b.q.push_back(job.q + ((bi * job.Hq + h) * job.S + s) * D);
+      b.out.push_back(out);
+      b.mrow.push_back(mrow);
+      b.lo.push_back(static_cast<int32_t>(lo));
+      b.hi.push_back(static_cast<int32_t>(hi));
+      b.holes.push_back(holes);
+    }
+  }
+  const int64_t rows = static_cast<int64_t>(b.q.size());
+  if (rows == 0) return;
+  const int64_t vectors = (rows + 15) / 16;
+  // Cache rows as floats: the fp32 cache in place, a bf16 one widened once for all rows here.
+  const int64_t offset = (RowOf(job, bi) * job.Hkv + kh) * C * D;
+  const float* kbase;
+  const float* vbase;
+  if (job.bf16_cache) {
+    const int64_t span = span_hi - span_lo + 1;
+    b.kv.resize(static_cast<size_t>(2 * span * D));
+    const uint16_t* kc = static_cast<const uint16_t*>(job.k) + offset + span_lo * D;
+    const uint16_t* vc = static_cast<const uint16_t*>(job.v) + offset + span_lo * D;
+    for (int64_t i = 0; i < span * D; i += 16) {
+      const __mmask16 m = TailMask(span * D - i);
+      _mm512_mask_storeu_ps(b.kv.data() + i, m, LoadCache(m, kc + i));
+      _mm512_mask_storeu_ps(b.kv.data() + span * D + i, m, LoadCache(m, vc + i));
+    }
+    kbase = b.kv.data() - span_lo * D;
+    vbase = b.kv.data() + span * D - span_lo * D;
+  } else {
+    kbase = static_cast<const float*>(job.k) + offset;
+    vbase = static_cast<const float*>(job.v) + offset;
+  }
+  b.qt.assign(static_cast<size_t>(vectors * D * 16), 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = 0; d < D; ++d) b.qt[(r / 16 * D + d) * 16 + r % 16] = b.q[r][d];
+  for (int64_t v = 0; v < vectors; ++v) {
+    const int64_t r0 = v * 16, lanes = std::min<int64_t>(16, rows - r0);
+    int64_t k0 = C, k1 = 0;
+    for (int64_t r = r0; r < r0 + lanes; ++r) {
+      k0 = std::min<int64_t>(k0, b.lo[r]);
+      k1 = std::max<int64_t>(k1, b.hi[r] + 1);
+    }
+    if (static_cast<int64_t>(b.scores.size()) < (k1 - k0) * 16) b.scores.resize(static_cast<size_t>((k1 - k0) * 16));
+    float* sc = b.scores.data();
+    BlockScores(b.qt.data() + v * D * 16, D, kbase, k0, k1, sc);
+    BlockSoftmax(job, b, r0, lanes, k0, k1, sc);
+    // p·v over each tile's own key range (probabilities outside a row's range are 0).
+    for (int64_t l = 0; l < lanes;) {
+      const int64_t mr = std::min<int64_t>(4, lanes - l);
+      int64_t j0 = C, j1 = 0;
+      for (int64_t r = r0 + l; r < r0 + l + mr; ++r) {
+        j0 = std::min<int64_t>(j0, b.lo[r]);
+        j1 = std::max<int64_t>(j1, b.hi[r] + 1);
+      }
+      float* const* out = b.out.data() + r0 + l;
+      switch (mr) {
+        case 4: BlockAccumulate<4>(sc, l, vbase, D, k0, j0, j1, out); break;
+        case 3: BlockAccumulate<3>(sc, l, vbase, D, k0, j0, j1, out); break;
+        case 2: BlockAccumulate<2>(sc, l, vbase, D, k0, j0, j1, out); break;
+        default: BlockAccumulate<1>(sc, l, vbase, D, k0, j0, j1, out); break;
+      }
+      l += mr;
     }
   }
 }
@@ -411,6 +630,19 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
   job.num_steps = attrs.num_steps;
   job.steps = attrs.steps;
 
+#if defined(__x86_64__)
+  if (job.S > 1 && UseAvx512()) {
+    const int64_t block_tasks = B * job.Hkv * ((job.S + kBlockPositions - 1) / kBlockPositions);
+    const Job* jp = &job;
+    auto body = [jp](int64_t t0, int64_t t1) {
+      static thread_local BlockScratch scratch;
+      for (int64_t t = t0; t < t1; ++t) RunBlockTask(*jp, t, scratch);
+    };
+    if (pool != nullptr && block_tasks > 1) pool->ParallelFor(block_tasks, 1, body);
+    else body(0, block_tasks);
+    return absl::OkStatus();
+  }
+#endif
   const int64_t tasks = B * job.Hkv * job.S;
   const Job* jp = &job;
   auto body = [jp](int64_t t0, int64_t t1) {

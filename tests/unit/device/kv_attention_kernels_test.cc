@@ -355,6 +355,50 @@ TEST_P(CachedAttentionKernel, PoolGivesTheSameBitsOnLargeCalls) {
   }
 }
 
+// Long prefill calls (more query positions than one task block, more rows than one vector,
+// every mask kind, head_dim above 64) match the reference; and a row's bits do not depend on
+// the other positions of its call: a chunk of positions run alone gives the same bits as in the
+// whole prompt (chunked prefill = one-shot prefill).
+TEST_P(CachedAttentionKernel, LongPrefillMatchesReferenceAndChunksGiveTheSameBits) {
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  for (const Case& c : {Case{1, 2, 3, 70, 40, 90, false, false, 0, 1}, Case{2, 1, 1, 45, 64, 60, true, true, 1, 4},
+                        Case{1, 3, 2, 37, 72, 50, true, true, 2, 3}, Case{1, 1, 8, 33, 130, 40, false, true, 0, 0}}) {
+    Inputs in = MakeInputs(c, rng);
+    const auto steps = ScoreSteps(c.score_kind, c.D);
+    const Op op = AttentionOp(c.G, steps);
+    std::vector<float> got;
+    ASSERT_TRUE(RunCase(c, in, op, got, &pool).ok());
+    std::vector<bool> empty_rows;
+    const auto want = Reference(c, in.q, in.k, in.v, in.mask, in.rows, steps, &empty_rows);
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_NEAR(got[i], empty_rows[i / c.D] ? 0.0f : want[i], 2e-5 + 2e-5 * std::fabs(want[i]))
+          << "S=" << c.S << " G=" << c.G << " D=" << c.D << " at " << i;
+    }
+    // Positions [s0, s0 + n) alone, as a chunked prefill would send them.
+    const int64_t s0 = 5 + static_cast<int64_t>(rng() % 20), n = 2 + static_cast<int64_t>(rng() % 9);
+    Case part = c;
+    part.S = n;
+    Inputs sub = in;
+    const int64_t Hq = c.Hkv * c.G;
+    sub.q.assign(c.B * Hq * n * c.D, 0.0f);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t h = 0; h < Hq; ++h)
+        std::copy_n(in.q.begin() + ((b * Hq + h) * c.S + s0) * c.D, n * c.D, sub.q.begin() + ((b * Hq + h) * n) * c.D);
+    const int64_t Bm = c.mask_batch ? c.B : 1;
+    sub.mask.assign(Bm * n * c.C, 1);
+    for (int64_t b = 0; b < Bm; ++b)
+      std::copy_n(in.mask.begin() + (b * c.S + s0) * c.C, n * c.C, sub.mask.begin() + b * n * c.C);
+    std::vector<float> chunk;
+    ASSERT_TRUE(RunCase(part, sub, op, chunk, nullptr).ok());
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t h = 0; h < Hq; ++h)
+        ASSERT_EQ(0, std::memcmp(chunk.data() + ((b * Hq + h) * n) * c.D, got.data() + ((b * Hq + h) * c.S + s0) * c.D,
+                                 sizeof(float) * n * c.D))
+            << "S=" << c.S << " chunk [" << s0 << ", " << s0 + n << ") b " << b << " head " << h;
+  }
+}
+
 // A bf16 cache (--kv-cache-dtype bf16): CtxScatterCB rounds float rows into it, CtxGatherCB
 // and CachedAttention widen them exactly, so attention over the bf16 cache gives the same bits
 // as over an fp32 cache holding the rounded values.

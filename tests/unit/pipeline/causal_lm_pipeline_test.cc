@@ -190,8 +190,10 @@ TEST_P(CausalLmPipelineTest, QuantizedWeightsStayWithinTheirStatedBounds) {
 // rounded to bf16 (relative error <= 2^-9) and widened exactly when attention reads it. Bound
 // on these perturbation-amplifying random models: cosine of the decode path's logits to HF's
 // >= 0.999 at every position; HF's greedy tokens exactly wherever the recorded top-1/top-2
-// margin exceeds twice the measured logit error. Chunked prefill reads the same rounded rows,
-// so it must agree with the bf16 decode path as closely as the fp32 paths agree (1e-4).
+// margin exceeds twice the measured logit error. Chunked prefill runs attention as tiled
+// products (a different summation order than the decode path), so a cached value can round to
+// the neighbouring bf16 number: its last logits meet the same cosine bound, and differ from the
+// decode path's by no more than the decode path's own error against HF.
 TEST_P(CausalLmPipelineTest, Bf16KvCacheStaysWithinItsStatedBound) {
   const fs::path dir = kFixtures / GetParam();
   nlohmann::json ref;
@@ -205,7 +207,7 @@ TEST_P(CausalLmPipelineTest, Bf16KvCacheStaysWithinItsStatedBound) {
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->dtype, qeff::v1::BF16) << "the retained KV state is not bf16";
   const int vocab = session->vocab_size(), decode = SpecIndex(*session, 1), prefill = SpecIndex(*session, 8);
-  double worst_cosine = 1, worst_err = 0, worst_prefill = 0;
+  double worst_cosine = 1, worst_err = 0, worst_prefill = 0, worst_prefill_cosine = 1;
   for (const auto& input : ref["inputs"]) {
     const auto ids = input["input_ids"].get<std::vector<int64_t>>();
     const float* want =
@@ -228,12 +230,15 @@ TEST_P(CausalLmPipelineTest, Bf16KvCacheStaysWithinItsStatedBound) {
       last = RunStep(*session, prefill, cid, cpos);
     }
     worst_prefill = std::max(worst_prefill, MaxDiff(last, got.data()));
+    worst_prefill_cosine = std::min(worst_prefill_cosine, testing::Cosine(last, want + (ids.size() - 1) * vocab));
   }
   EXPECT_GE(worst_cosine, 0.999) << GetParam();
-  EXPECT_LE(worst_prefill, 1e-4) << GetParam() << ": chunked prefill vs the decode path, both over a bf16 cache";
+  EXPECT_GE(worst_prefill_cosine, 0.999) << GetParam() << ": chunked prefill over a bf16 cache";
+  EXPECT_LE(worst_prefill, std::max(1e-4, worst_err)) << GetParam() << ": chunked prefill vs the decode path, both over a bf16 cache";
   const int checked = CheckGreedyWhereMarginAllows(*session, ref, worst_err, GetParam() + " kv bf16");
-  std::printf("%s kv bf16: min cosine to HF %.6f, max |logit error| %.3g, prefill vs decode %.3g, greedy runs checked %d\n",
-              GetParam().c_str(), worst_cosine, worst_err, worst_prefill, checked);
+  std::printf("%s kv bf16: min cosine to HF %.6f (prefill %.6f), max |logit error| %.3g, prefill vs decode %.3g, "
+              "greedy runs checked %d\n",
+              GetParam().c_str(), worst_cosine, worst_prefill_cosine, worst_err, worst_prefill, checked);
 }
 
 // Writes a copy of `src` whose projection weights ([out, in] nn.Linear weights named *proj.weight
