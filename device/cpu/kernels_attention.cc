@@ -5,7 +5,9 @@
 // rows. A row's result depends only on its own q, mask row and cache rows: no reduction order
 // changes with the batch size, ctx_len or the other rows in the call (continuous batching gives
 // the same tokens as running a request alone). The cache is float32 or bfloat16
-// (--kv-cache-dtype bf16: half the bytes per step; rows are widened exactly on load).
+// (--kv-cache-dtype bf16: half the bytes per step; rows are widened exactly on load). Calls with
+// one query position (decode) run per row; calls with several (prefill) run as small tiled
+// matrix products per block of positions (RunBlockTask), with the same independence per row.
 #include <algorithm>
 #include <array>
 #include <atomic>
