@@ -51,10 +51,44 @@ void PanelGeneric(const float* x, int64_t M, int64_t K, const W* panel, const fl
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-QEFF_AVX512 inline __m512 LoadW(const float* p) { return _mm512_loadu_ps(p); }
-QEFF_AVX512 inline __m512 LoadW(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+// The 64 weights of one k of a panel as 4 float vectors. bf16: one 64-byte load holds 32
+// outputs; shifting each 32-bit lane left by 16 gives the even outputs as floats and masking off
+// the low halves gives the odd ones, so 32 weights cost one load and two ALU ops instead of two
+// widening loads and two shifts. The accumulators then hold outputs in that order (even 0..30,
+// odd 1..31, even 32..62, odd 33..63) and go back to natural order (ToNatural) only when
+// stored: every output's FMAs are unchanged.
+QEFF_AVX512 inline void LoadW4(const float* p, __m512* w) {
+  for (int v = 0; v < 4; ++v) w[v] = _mm512_loadu_ps(p + 16 * v);
+}
+QEFF_AVX512 inline void LoadW4(const uint16_t* p, __m512* w) {
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int h = 0; h < 2; ++h) {
+    const __m512i raw = _mm512_loadu_si512(p + 32 * h);
+    w[2 * h] = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+    w[2 * h + 1] = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
+  }
+}
+
+// Natural output order <-> the accumulator order LoadW4 gives (the same for fp32 weights).
+QEFF_AVX512 inline void ToNatural(const float*, __m512*) {}
+QEFF_AVX512 inline void FromNatural(const float*, __m512*) {}
+QEFF_AVX512 inline void ToNatural(const uint16_t*, __m512* a) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int h = 0; h < 2; ++h) {
+    const __m512 even = a[2 * h], odd = a[2 * h + 1];
+    a[2 * h] = _mm512_permutex2var_ps(even, lo, odd);
+    a[2 * h + 1] = _mm512_permutex2var_ps(even, hi, odd);
+  }
+}
+QEFF_AVX512 inline void FromNatural(const uint16_t*, __m512* a) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int h = 0; h < 2; ++h) {
+    const __m512 n0 = a[2 * h], n1 = a[2 * h + 1];
+    a[2 * h] = _mm512_permutex2var_ps(n0, even, n1);
+    a[2 * h + 1] = _mm512_permutex2var_ps(n0, odd, n1);
+  }
 }
 
 // MR input rows x 64 columns of one panel over k in [k0, k1): 4·MR accumulators (24 at MR 6,
@@ -63,20 +97,20 @@ template <int MR, typename W>
 QEFF_AVX512 void PanelTile(const float* x, int64_t K, int64_t k0, int64_t k1, const W* panel, const float* bias,
                            float* y, int64_t N, const __mmask16* mask) {
   __m512 acc[MR][4];
-  for (int m = 0; m < MR; ++m)
+  for (int m = 0; m < MR; ++m) {
     for (int v = 0; v < 4; ++v)
       acc[m][v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[v], y + m * N + 16 * v);
+    if (k0 != 0) FromNatural(panel, acc[m]);
+  }
   for (int64_t k = k0; k < k1; ++k) {
-    const W* wk = panel + k * kLinearPanel;
-    const __m512 w0 = LoadW(wk), w1 = LoadW(wk + 16), w2 = LoadW(wk + 32), w3 = LoadW(wk + 48);
+    __m512 w[4];
+    LoadW4(panel + k * kLinearPanel, w);
     for (int m = 0; m < MR; ++m) {
       const __m512 xb = _mm512_set1_ps(x[m * K + k]);
-      acc[m][0] = _mm512_fmadd_ps(xb, w0, acc[m][0]);
-      acc[m][1] = _mm512_fmadd_ps(xb, w1, acc[m][1]);
-      acc[m][2] = _mm512_fmadd_ps(xb, w2, acc[m][2]);
-      acc[m][3] = _mm512_fmadd_ps(xb, w3, acc[m][3]);
+      for (int v = 0; v < 4; ++v) acc[m][v] = _mm512_fmadd_ps(xb, w[v], acc[m][v]);
     }
   }
+  for (int m = 0; m < MR; ++m) ToNatural(panel, acc[m]);
   const bool last = k1 == K;
   for (int v = 0; v < 4; ++v) {
     const __m512 b = last && bias ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : _mm512_setzero_ps();
@@ -125,9 +159,13 @@ QEFF_AVX512 void PanelPairRow(const float* x, int64_t K, const W* panel_a, const
     const W* wa = panel_a + k * kLinearPanel;
     const W* wb = panel_b + k * kLinearPanel;
     const __m512 xb = _mm512_set1_ps(x[k]);
-    for (int v = 0; v < 4; ++v) acc[v] = _mm512_fmadd_ps(xb, LoadW(wa + 16 * v), acc[v]);
-    for (int v = 0; v < 4; ++v) acc[4 + v] = _mm512_fmadd_ps(xb, LoadW(wb + 16 * v), acc[4 + v]);
+    __m512 w[8];
+    LoadW4(wa, w);
+    LoadW4(wb, w + 4);
+    for (int v = 0; v < 8; ++v) acc[v] = _mm512_fmadd_ps(xb, w[v], acc[v]);
   }
+  ToNatural(panel_a, acc);
+  ToNatural(panel_a, acc + 4);
   for (int v = 0; v < 8; ++v) {
     const __mmask16 m = v < 4 ? __mmask16{0xffff} : mask_b[v - 4];
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + 16 * v) : _mm512_setzero_ps();
