@@ -248,6 +248,56 @@ QEFF_VNNI void PanelVnni(const QuantizedRows& x, const uint8_t* panel, const uin
     }
   }
 }
+// One row against two panels at once (decode): two independent weight streams and twice the
+// independent accumulator chains of a one-panel pass (measured: a single stream left int8 at
+// ~70% of the read bandwidth on one core). Integer block sums are exact and each output's float
+// sum runs over the blocks in order, so the result is the same as PanelTile's.
+template <bool kInt4>
+QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint8_t* pb, const uint16_t* sa,
+                           const uint16_t* sb, float* y, const __mmask16* mask_b) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const int64_t blocks = QuantBlocks(x.k());
+  const int8_t* q = x.q(0);
+  __m512 ysum[8];
+  for (auto& v : ysum) v = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i acc[8];
+    const __m512i o = _mm512_set1_epi32(x.offset(0)[b]);
+    for (auto& a : acc) a = o;
+    if constexpr (!kInt4) {
+      for (int g = 0; g < 8; ++g) {
+        const __m512i xb = Broadcast4(q + b * kQuantBlock + 4 * g);
+        const uint8_t* wa = pa + (b * 8 + g) * kGroupBytes;
+        const uint8_t* wb = pb + (b * 8 + g) * kGroupBytes;
+        for (int v = 0; v < 4; ++v) {
+          acc[v] = _mm512_dpbusd_epi32(acc[v], _mm512_loadu_si512(wa + 64 * v), xb);
+          acc[4 + v] = _mm512_dpbusd_epi32(acc[4 + v], _mm512_loadu_si512(wb + 64 * v), xb);
+        }
+      }
+    } else {
+      for (int c = 0; c < 4; ++c) {
+        const __m512i xl = Broadcast4(q + b * kQuantBlock + 8 * c);
+        const __m512i xh = Broadcast4(q + b * kQuantBlock + 8 * c + 4);
+        for (int i = 0; i < 8; ++i) {
+          const __m512i raw = _mm512_loadu_si512((i < 4 ? pa : pb) + (b * 4 + c) * kGroupBytes + 64 * (i % 4));
+          acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_and_si512(raw, low4), xl);
+          acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), xh);
+        }
+      }
+    }
+    const __m512 xs = _mm512_set1_ps(x.scale(0)[b]);
+    for (int i = 0; i < 8; ++i) {
+      __m512 s = xs;
+      if constexpr (kInt4) {
+        const uint16_t* bs = (i < 4 ? sa : sb) + b * kPanel + 16 * (i % 4);
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs));
+        s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)), xs);
+      }
+      ysum[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), s, ysum[i]);
+    }
+  }
+  for (int i = 0; i < 8; ++i) _mm512_mask_storeu_ps(y + 16 * i, i < 4 ? __mmask16{0xffff} : mask_b[i - 4], ysum[i]);
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -293,8 +343,24 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
   for (int64_t p = p0; p < p1; ++p) {
     const uint8_t* panel = static_cast<const uint8_t*>(w) + p * PanelBytes(int4, kp);
     const uint16_t* block_scale = int4 ? static_cast<const uint16_t*>(scale) + p * blocks * kPanel : nullptr;
-    const int64_t c0 = p * kPanel, cols = std::min(kPanel, N - c0);
+    const int64_t c0 = p * kPanel;
+    int64_t cols = std::min(kPanel, N - c0);
     float* yp = y + c0;
+#if defined(__x86_64__)
+    if (M == 1 && p + 1 < p1 && HasVnni() && !g_portable) {
+      __mmask16 mask_b[4];
+      for (int v = 0; v < 4; ++v) {
+        const int64_t c = std::clamp<int64_t>(N - c0 - kPanel - 16 * v, 0, 16);
+        mask_b[v] = static_cast<__mmask16>((1u << c) - 1);
+      }
+      const uint8_t* next = panel + PanelBytes(int4, kp);
+      if (int4) RowPairVnni<true>(x, panel, next, block_scale, block_scale + blocks * kPanel, yp, mask_b);
+      else RowPairVnni<false>(x, panel, next, nullptr, nullptr, yp, mask_b);
+      cols = std::min(2 * kPanel, N - c0);
+      ++p;
+    } else
+#endif
+    {
     for (int64_t m = 0; m < M; ++m) std::fill_n(yp + m * N, cols, 0.0f);
 #if defined(__x86_64__)
     if (HasVnni() && !g_portable) {
@@ -306,6 +372,7 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
 #else
     PanelPortable(x, int4, panel, block_scale, yp, N, cols);
 #endif
+    }
     // int8's per-output scale and the bias, once per output.
     const float* col_scale = int4 ? nullptr : static_cast<const float*>(scale) + c0;
     for (int64_t m = 0; m < M; ++m) {
