@@ -36,7 +36,7 @@ constexpr BinaryOp kBinaryOps[] = {
 };
 
 enum class UnaryKind {
-  kSqrt, kTanh, kErf, kExp, kNeg, kSigmoid, kSin, kCos, kRelu, kAbs, kLog, kReciprocal, kSoftplus,
+  kSqrt, kTanh, kErf, kExp, kNeg, kSigmoid, kSin, kCos, kRelu, kAbs, kLog, kReciprocal, kSoftplus, kGeluTanh,
 };
 constexpr std::pair<const char*, UnaryKind> kUnaryOps[] = {
     {"Sqrt", UnaryKind::kSqrt}, {"Tanh", UnaryKind::kTanh},       {"Erf", UnaryKind::kErf},
@@ -44,6 +44,8 @@ constexpr std::pair<const char*, UnaryKind> kUnaryOps[] = {
     {"Sin", UnaryKind::kSin},   {"Cos", UnaryKind::kCos},         {"Relu", UnaryKind::kRelu},
     {"Abs", UnaryKind::kAbs},   {"Log", UnaryKind::kLog},         {"Reciprocal", UnaryKind::kReciprocal},
     {"Softplus", UnaryKind::kSoftplus},
+    // Not ONNX: the compiler's FuseGeluTanh emits it for the 8-op tanh-GELU chain.
+    {"GeluTanh", UnaryKind::kGeluTanh},
 };
 
 // Input strides broadcast to the output's rank (0 on broadcast dimensions).
@@ -214,6 +216,7 @@ UnaryFn UnaryFor(UnaryKind k) {
     case UnaryKind::kLog: return [](float x) { return std::log(x); };
     case UnaryKind::kReciprocal: return [](float x) { return 1.0f / x; };
     case UnaryKind::kSoftplus: return [](float x) { return std::log1p(std::exp(x)); };
+    case UnaryKind::kGeluTanh: return nullptr;  // GeluTanhArray
   }
   return nullptr;
 }
@@ -341,6 +344,7 @@ absl::Status UnaryKernel(const UnaryAttrs& a, const Tensors& in, const Tensors& 
     if (kind == UnaryKind::kTanh) TanhArray(px + b, po + b, e - b);
     else if (kind == UnaryKind::kExp) ExpArray(px + b, po + b, e - b);
     else if (kind == UnaryKind::kSigmoid) SigmoidArray(px + b, po + b, e - b);
+    else if (kind == UnaryKind::kGeluTanh) GeluTanhArray(px + b, po + b, e - b);
     else for (int64_t i = b; i < e; ++i) po[i] = fn(px[i]);
   };
   if (pool != nullptr && n >= kParallelElements) {

@@ -42,6 +42,14 @@ QEFF_AVX512 void ExpAvx512(const float* in, float* out, int64_t n) {
 QEFF_AVX512 void TanhAvx512(const float* in, float* out, int64_t n) {
   Apply(in, out, n, [](__m512 v) QEFF_AVX512 { return Tanh16(v); });
 }
+QEFF_AVX512 void GeluTanhAvx512(const float* in, float* out, int64_t n) {
+  Apply(in, out, n, [](__m512 x) QEFF_AVX512 {
+    const __m512 cube = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+    const __m512 inner = _mm512_add_ps(x, _mm512_mul_ps(_mm512_set1_ps(kGeluCubeCoeff), cube));
+    const __m512 t = Tanh16(_mm512_mul_ps(_mm512_set1_ps(kGeluSqrt2OverPi), inner));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), t));
+  });
+}
 QEFF_AVX512 void SigmoidAvx512(const float* in, float* out, int64_t n) {
   Apply(in, out, n, [](__m512 v) QEFF_AVX512 {
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -128,6 +136,17 @@ void SigmoidArray(const float* in, float* out, int64_t n) {
   if (CpuHasAvx512()) return SigmoidAvx512(in, out, n);
 #endif
   for (int64_t i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
+}
+
+void GeluTanhArray(const float* in, float* out, int64_t n) {
+#if defined(__x86_64__)
+  if (CpuHasAvx512()) return GeluTanhAvx512(in, out, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = in[i];
+    const float inner = x + kGeluCubeCoeff * (x * x * x);
+    out[i] = (0.5f * x) * (1.0f + std::tanh(kGeluSqrt2OverPi * inner));
+  }
 }
 
 float ExpShiftSum(const float* in, float* out, int64_t n, float shift) {

@@ -18,6 +18,12 @@ bool CpuHasAvx512();
 void ExpArray(const float* in, float* out, int64_t n);
 void TanhArray(const float* in, float* out, int64_t n);
 void SigmoidArray(const float* in, float* out, int64_t n);
+// tanh-approximated GELU: 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), each step rounded as
+// the unfused graph computes it (the exporter's GeluTanh, HF's NewGELUActivation): x³ = (x·x)·x.
+void GeluTanhArray(const float* in, float* out, int64_t n);
+// The constants of that formula, for the compiler pass that recognizes the unfused chain.
+inline constexpr float kGeluCubeCoeff = 0.044715f;
+inline const float kGeluSqrt2OverPi = static_cast<float>(0.79788456080286535588);
 // out[i] = exp(in[i] - shift), returns the sum of the outputs (softmax numerator).
 float ExpShiftSum(const float* in, float* out, int64_t n, float shift);
 

@@ -158,6 +158,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     QEFF_RETURN_IF_ERROR(PackExperts(g, cache));
     FuseAttention(g);
     FuseTransposedB(g);
+    FuseGeluTanh(g);
     ElideFullGather(g);
     RetainState(g);
     EliminateDeadCode(g);

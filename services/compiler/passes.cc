@@ -13,6 +13,7 @@
 #include "device/cpu/kernels.h"
 #include "device/cpu/kernels_linalg.h"
 #include "device/cpu/kernels_quant.h"
+#include "device/cpu/vector_math.h"
 #include "services/compiler/program_writer.h"
 
 namespace qeff::compiler {
@@ -483,6 +484,72 @@ void FuseTransposedB(IrGraph& g) {
     if (!swap_last) continue;
     n.in[1] = g.nodes[p].in[0];
     device::SetAttrInt(n.op, "trans_b", 1);
+  }
+}
+
+namespace {
+
+// The value of a one-element f32 constant.
+bool ScalarConstant(const IrGraph& g, int v, float* value) {
+  const IrValue& c = g.values[v];
+  if (!c.constant || c.constant->data == nullptr || c.dtype != qeff::v1::F32 || device::NumElements(c.shape) != 1) {
+    return false;
+  }
+  std::memcpy(value, c.constant->data, sizeof(float));
+  return true;
+}
+
+// Matches the live node producing value v: `type` with one scalar constant equal to `c` among
+// its two inputs; returns the other input, or -1.
+int OtherThanConstant(const IrGraph& g, int v, const char* type, float c) {
+  const int p = g.values[v].producer;
+  if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != type || g.nodes[p].in.size() != 2) return -1;
+  for (int i = 0; i < 2; ++i) {
+    float value;
+    if (ScalarConstant(g, g.nodes[p].in[i], &value) && value == c) return g.nodes[p].in[1 - i];
+  }
+  return -1;
+}
+
+}  // namespace
+
+void FuseGeluTanh(IrGraph& g) {
+  auto consumers = Consumers(g);
+  // Intermediates must feed only the chain: the fused op does not produce them.
+  auto private_value = [&](int v) { return v >= 0 && consumers[v].size() == 1 && !IsGraphOutput(g, v); };
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "Mul" || n.in.size() != 2) continue;
+    for (int order = 0; order < 2; ++order) {
+      const int half = n.in[order], one_plus = n.in[1 - order];
+      if (!private_value(half) || !private_value(one_plus)) continue;
+      const int x = OtherThanConstant(g, half, "Mul", 0.5f);
+      const int t = OtherThanConstant(g, one_plus, "Add", 1.0f);
+      if (x < 0 || !private_value(t)) continue;
+      const int tp = g.values[t].producer;
+      if (tp < 0 || g.nodes[tp].dead || g.nodes[tp].op.type() != "Tanh") continue;
+      const int arg = g.nodes[tp].in[0];
+      if (!private_value(arg)) continue;
+      const int inner = OtherThanConstant(g, arg, "Mul", device::kGeluSqrt2OverPi);
+      if (!private_value(inner)) continue;
+      const int ip = g.values[inner].producer;
+      if (ip < 0 || g.nodes[ip].dead || g.nodes[ip].op.type() != "Add" || g.nodes[ip].in.size() != 2) continue;
+      const int scaled = g.nodes[ip].in[0] == x ? g.nodes[ip].in[1] : g.nodes[ip].in[1] == x ? g.nodes[ip].in[0] : -1;
+      if (!private_value(scaled)) continue;
+      const int cube = OtherThanConstant(g, scaled, "Mul", device::kGeluCubeCoeff);
+      if (!private_value(cube)) continue;
+      const int cp = g.values[cube].producer;
+      float exponent;
+      if (cp < 0 || g.nodes[cp].dead || g.nodes[cp].op.type() != "Pow" || g.nodes[cp].in[0] != x ||
+          !ScalarConstant(g, g.nodes[cp].in[1], &exponent) || exponent != 3.0f) {
+        continue;
+      }
+      if (g.values[x].dtype != qeff::v1::F32 || g.values[n.out[0]].shape != g.values[x].shape) continue;
+      // The chain's other nodes lose their only reader; EliminateDeadCode drops them.
+      n.op.Clear();
+      n.op.set_type("GeluTanh");
+      n.in = {x};
+      break;
+    }
   }
 }
 
