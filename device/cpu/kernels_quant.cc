@@ -248,6 +248,7 @@ QEFF_VNNI void PanelVnni(const QuantizedRows& x, const uint8_t* panel, const uin
     }
   }
 }
+
 // One row against two panels at once (decode): two independent weight streams and twice the
 // independent accumulator chains of a one-panel pass (measured: a single stream left int8 at
 // ~70% of the read bandwidth on one core). Integer block sums are exact and each output's float
@@ -347,7 +348,14 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
     int64_t cols = std::min(kPanel, N - c0);
     float* yp = y + c0;
 #if defined(__x86_64__)
-    if (M == 1 && p + 1 < p1 && HasVnni() && !g_portable) {
+    const bool vnni = HasVnni() && !g_portable;
+#else
+    const bool vnni = false;
+#endif
+    // One row (decode): two panels per pass while a second one is in range.
+    const bool pair = vnni && M == 1 && p + 1 < p1;
+    if (pair) {
+#if defined(__x86_64__)
       __mmask16 mask_b[4];
       for (int v = 0; v < 4; ++v) {
         const int64_t c = std::clamp<int64_t>(N - c0 - kPanel - 16 * v, 0, 16);
@@ -356,21 +364,19 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
       const uint8_t* next = panel + PanelBytes(int4, kp);
       if (int4) RowPairVnni<true>(x, panel, next, block_scale, block_scale + blocks * kPanel, yp, mask_b);
       else RowPairVnni<false>(x, panel, next, nullptr, nullptr, yp, mask_b);
-      cols = std::min(2 * kPanel, N - c0);
-      ++p;
-    } else
 #endif
-    {
-    for (int64_t m = 0; m < M; ++m) std::fill_n(yp + m * N, cols, 0.0f);
-#if defined(__x86_64__)
-    if (HasVnni() && !g_portable) {
-      if (int4) PanelVnni<true>(x, panel, block_scale, yp, N, cols);
-      else PanelVnni<false>(x, panel, block_scale, yp, N, cols);
+      cols = std::min(2 * kPanel, N - c0);
     } else {
-      PanelPortable(x, int4, panel, block_scale, yp, N, cols);
-    }
+      for (int64_t m = 0; m < M; ++m) std::fill_n(yp + m * N, cols, 0.0f);
+#if defined(__x86_64__)
+      if (vnni) {
+        if (int4) PanelVnni<true>(x, panel, block_scale, yp, N, cols);
+        else PanelVnni<false>(x, panel, block_scale, yp, N, cols);
+      } else {
+        PanelPortable(x, int4, panel, block_scale, yp, N, cols);
+      }
 #else
-    PanelPortable(x, int4, panel, block_scale, yp, N, cols);
+      PanelPortable(x, int4, panel, block_scale, yp, N, cols);
 #endif
     }
     // int8's per-output scale and the bias, once per output.
@@ -379,6 +385,7 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
       float* row = yp + m * N;
       for (int64_t j = 0; j < cols; ++j) row[j] = row[j] * (col_scale ? col_scale[j] : 1.0f) + (bias ? bias[c0 + j] : 0.0f);
     }
+    if (pair) ++p;
   }
 }
 
