@@ -652,9 +652,10 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
     for (int64_t t = t0; t < t1; ++t) RunTask(*jp, t, scratch);
   };
   // Size the call by the widest unmasked span of any row. Decode is bound by reading the cache
-  // rows (which the weights have evicted from cache), prefill by the arithmetic. Below ~1 MB /
-  // 4 MFLOP (tens of µs on one core) the pool saves a few µs when idle but costs milliseconds
-  // when a worker has been descheduled, so small calls stay on the calling thread.
+  // rows (which the weights have evicted from cache), prefill by the arithmetic. Below ~64 KB /
+  // 512 KFLOP (a few µs on one core) the pool's hand-off costs about what it saves; above, the
+  // other cores help (GPT-2 decode at 2 threads spent 18% of a step in attention on one thread
+  // under the former 1 MB / 4 MFLOP bar).
   int64_t span = 0;
   for (int64_t b = 0; b < (job.mask_b_stride ? B : 1); ++b) {
     for (int64_t s = 0; s < (job.mask_s_stride ? job.S : 1); ++s) {
@@ -668,7 +669,7 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
   }
   const int64_t cache_bytes = B * job.Hkv * span * job.D * 2 * static_cast<int64_t>(DTypeSize(k.dtype));
   const int64_t flops = tasks * job.G * span * job.D * 4;
-  if (pool != nullptr && tasks > 1 && (cache_bytes >= (int64_t{1} << 20) || flops >= (int64_t{1} << 22))) {
+  if (pool != nullptr && tasks > 1 && (cache_bytes >= (int64_t{1} << 16) || flops >= (int64_t{1} << 19))) {
     pool->ParallelFor(tasks, 1, body);
   } else {
     body(0, tasks);
