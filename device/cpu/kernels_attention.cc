@@ -67,6 +67,15 @@ int64_t RowOf(const Job& job, int64_t b) {
   return t.dtype == qeff::v1::I32 ? t.as<int32_t>()[b] : t.as<int64_t>()[b];
 }
 
+// The first and last unmasked key (mask byte 0) of a mask row of C bytes; false if none.
+bool UnmaskedRange(const uint8_t* mrow, int64_t C, int64_t* lo, int64_t* hi) {
+  const void* first = std::memchr(mrow, 0, static_cast<size_t>(C));
+  if (first == nullptr) return false;
+  *lo = static_cast<const uint8_t*>(first) - mrow;
+  *hi = static_cast<const uint8_t*>(memrchr(mrow, 0, static_cast<size_t>(C))) - mrow;
+  return true;
+}
+
 // ---- q·k for G query rows against the selected cache rows -------------------------------------
 
 inline float CacheValue(float v) { return v; }
@@ -351,12 +360,10 @@ QEFF_AVX512 void RunBlockTask(const Job& job, int64_t task, BlockScratch& b) {
   int64_t span_lo = C, span_hi = -1;
   for (int64_t s = s0; s < s1; ++s) {
     const uint8_t* mrow = job.mask + bi * job.mask_b_stride + s * job.mask_s_stride;
-    const void* first = std::memchr(mrow, 0, static_cast<size_t>(C));
     int64_t lo = 0, hi = -1;
     bool holes = false;
-    if (first != nullptr) {
-      lo = static_cast<const uint8_t*>(first) - mrow;
-      hi = static_cast<const uint8_t*>(memrchr(mrow, 0, static_cast<size_t>(C))) - mrow;
+    const bool any = UnmaskedRange(mrow, C, &lo, &hi);
+    if (any) {
       holes = std::memchr(mrow + lo, 1, static_cast<size_t>(hi - lo + 1)) != nullptr;
       span_lo = std::min(span_lo, lo);
       span_hi = std::max(span_hi, hi);
@@ -364,7 +371,7 @@ QEFF_AVX512 void RunBlockTask(const Job& job, int64_t task, BlockScratch& b) {
     for (int64_t g = 0; g < G; ++g) {
       const int64_t h = kh * G + g;
       float* out = job.out + ((bi * job.Hq + h) * job.S + s) * D;
-      if (first == nullptr) {
+      if (!any) {
         std::fill(out, out + D, 0.0f);
         continue;
       }
@@ -491,14 +498,12 @@ void RunTask(const Job& job, int64_t task, Scratch& scratch) {
   }
   // Unmasked keys (mask byte 0), between the first and the last one.
   const uint8_t* mrow = job.mask + b * job.mask_b_stride + s * job.mask_s_stride;
-  const void* first = std::memchr(mrow, 0, static_cast<size_t>(C));
-  if (first == nullptr) {
+  int64_t lo, hi;
+  if (!UnmaskedRange(mrow, C, &lo, &hi)) {
     // Every key masked (a padding row): zeros, never read by the graph's outputs.
     for (int64_t g = 0; g < G; ++g) std::fill(out_small[g], out_small[g] + D, 0.0f);
     return;
   }
-  const int64_t lo = static_cast<const uint8_t*>(first) - mrow;
-  const int64_t hi = static_cast<const uint8_t*>(memrchr(mrow, 0, static_cast<size_t>(C))) - mrow;
   if (static_cast<int64_t>(scratch.keys.size()) < hi - lo + 1) scratch.keys.resize(hi - lo + 1);
   int32_t* keys = scratch.keys.data();
   int64_t n = 0;
@@ -659,12 +664,10 @@ absl::Status CachedAttention(const AttentionAttrs& attrs, const Tensors& in, con
   int64_t span = 0;
   for (int64_t b = 0; b < (job.mask_b_stride ? B : 1); ++b) {
     for (int64_t s = 0; s < (job.mask_s_stride ? job.S : 1); ++s) {
-      const uint8_t* m = job.mask + b * job.mask_b_stride + s * job.mask_s_stride;
-      const void* first = std::memchr(m, 0, static_cast<size_t>(job.C));
-      if (first == nullptr) continue;
-      const int64_t lo = static_cast<const uint8_t*>(first) - m;
-      const int64_t hi = static_cast<const uint8_t*>(memrchr(m, 0, static_cast<size_t>(job.C))) - m;
-      span = std::max(span, hi - lo + 1);
+      int64_t lo, hi;
+      if (UnmaskedRange(job.mask + b * job.mask_b_stride + s * job.mask_s_stride, job.C, &lo, &hi)) {
+        span = std::max(span, hi - lo + 1);
+      }
     }
   }
   const int64_t cache_bytes = B * job.Hkv * span * job.D * 2 * static_cast<int64_t>(DTypeSize(k.dtype));

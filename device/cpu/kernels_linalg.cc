@@ -70,25 +70,23 @@ QEFF_AVX512 inline void LoadW4(const uint16_t* p, __m512* w) {
 }
 
 // Natural output order <-> the accumulator order LoadW4 gives (the same for fp32 weights).
-QEFF_AVX512 inline void ToNatural(const float*, __m512*) {}
-QEFF_AVX512 inline void FromNatural(const float*, __m512*) {}
-QEFF_AVX512 inline void ToNatural(const uint16_t*, __m512* a) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+// Each pair of vectors (a[2h], a[2h + 1]) is permuted as one 32-lane row.
+QEFF_AVX512 inline void PermutePairs(__m512* a, __m512i first, __m512i second) {
   for (int h = 0; h < 2; ++h) {
-    const __m512 even = a[2 * h], odd = a[2 * h + 1];
-    a[2 * h] = _mm512_permutex2var_ps(even, lo, odd);
-    a[2 * h + 1] = _mm512_permutex2var_ps(even, hi, odd);
+    const __m512 x = a[2 * h], y = a[2 * h + 1];
+    a[2 * h] = _mm512_permutex2var_ps(x, first, y);
+    a[2 * h + 1] = _mm512_permutex2var_ps(x, second, y);
   }
 }
-QEFF_AVX512 inline void FromNatural(const uint16_t*, __m512* a) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  for (int h = 0; h < 2; ++h) {
-    const __m512 n0 = a[2 * h], n1 = a[2 * h + 1];
-    a[2 * h] = _mm512_permutex2var_ps(n0, even, n1);
-    a[2 * h + 1] = _mm512_permutex2var_ps(n0, odd, n1);
-  }
+QEFF_AVX512 inline void ToNatural(const float*, __m512*) {}
+QEFF_AVX512 inline void FromNatural(const float*, __m512*) {}
+QEFF_AVX512 inline void ToNatural(const uint16_t*, __m512* a) {  // interleave even and odd
+  PermutePairs(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+               _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31));
+}
+QEFF_AVX512 inline void FromNatural(const uint16_t*, __m512* a) {  // split into even and odd
+  PermutePairs(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+               _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
 }
 
 // MR input rows x 64 columns of one panel over k in [k0, k1): 4·MR accumulators (24 at MR 6,
@@ -122,10 +120,7 @@ template <typename W>
 QEFF_AVX512 void PanelAvx512(const float* x, int64_t M, int64_t K, const W* panel, const float* bias, float* y,
                              int64_t N, int64_t cols) {
   __mmask16 mask[4];
-  for (int v = 0; v < 4; ++v) {
-    const int64_t c = std::clamp<int64_t>(cols - 16 * v, 0, 16);
-    mask[v] = static_cast<__mmask16>((1u << c) - 1);
-  }
+  PanelColumnMasks(cols, mask);
   for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
     const int64_t k1 = std::min(K, k0 + kBlockK);
     // Rows split into equal tiles of at most 6 (8 rows: 4 + 4, not 6 + 2): every tile reuses
@@ -192,10 +187,7 @@ void PanelRange(const float* x, int64_t M, int64_t K, const W* w, const float* b
 #if defined(__x86_64__)
     if (HasAvx512() && M == 1 && p + 1 < p1) {
       __mmask16 mask_b[4];
-      for (int v = 0; v < 4; ++v) {
-        const int64_t c = std::clamp<int64_t>(N - c0 - kLinearPanel - 16 * v, 0, 16);
-        mask_b[v] = static_cast<__mmask16>((1u << c) - 1);
-      }
+      PanelColumnMasks(N - c0 - kLinearPanel, mask_b);
       PanelPairRow(x, K, panel, panel + K * kLinearPanel, b, y + c0, mask_b);
       ++p;
       continue;

@@ -2,6 +2,9 @@
 // SparseMoE, which runs each routed expert through it.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "device/cpu/op_registry.h"
 
@@ -13,6 +16,15 @@ namespace qeff::device {
 // depend on the rows it shares a step with (continuous batching relies on it).
 constexpr int64_t kLinearPanel = 64;
 inline int64_t LinearPanels(int64_t N) { return (N + kLinearPanel - 1) / kLinearPanel; }
+
+// The AVX-512 lane masks (as uint16_t, i.e. __mmask16) of a panel's 4 column vectors when only
+// its first `cols` columns exist (cols <= 0: none; >= 64: all).
+inline void PanelColumnMasks(int64_t cols, uint16_t mask[4]) {
+  for (int v = 0; v < 4; ++v) {
+    const int64_t c = std::clamp<int64_t>(cols - 16 * v, 0, 16);
+    mask[v] = static_cast<uint16_t>((1u << c) - 1);
+  }
+}
 
 struct LinearAttrs {
   int64_t out_features = 0;  // N (the packed fp32/bf16 shape rounds it up to whole panels)

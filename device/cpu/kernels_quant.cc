@@ -228,10 +228,7 @@ template <bool kInt4>
 QEFF_VNNI void PanelVnni(const QuantizedRows& x, const uint8_t* panel, const uint16_t* block_scale, float* y,
                          int64_t N, int64_t cols) {
   __mmask16 mask[4];
-  for (int v = 0; v < 4; ++v) {
-    const int64_t c = std::clamp<int64_t>(cols - 16 * v, 0, 16);
-    mask[v] = static_cast<__mmask16>((1u << c) - 1);
-  }
+  PanelColumnMasks(cols, mask);
   // Blocks in chunks whose weights (8 KB of int4, 16 KB of int8) stay in L1 while every tile of
   // rows passes over them; the running sums wait in y.
   constexpr int64_t kRows = 4, kChunk = 8;
@@ -357,10 +354,7 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
     if (pair) {
 #if defined(__x86_64__)
       __mmask16 mask_b[4];
-      for (int v = 0; v < 4; ++v) {
-        const int64_t c = std::clamp<int64_t>(N - c0 - kPanel - 16 * v, 0, 16);
-        mask_b[v] = static_cast<__mmask16>((1u << c) - 1);
-      }
+      PanelColumnMasks(N - c0 - kPanel, mask_b);
       const uint8_t* next = panel + PanelBytes(int4, kp);
       if (int4) RowPairVnni<true>(x, panel, next, block_scale, block_scale + blocks * kPanel, yp, mask_b);
       else RowPairVnni<false>(x, panel, next, nullptr, nullptr, yp, mask_b);

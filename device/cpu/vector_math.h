@@ -23,7 +23,7 @@ void SigmoidArray(const float* in, float* out, int64_t n);
 void GeluTanhArray(const float* in, float* out, int64_t n);
 // The constants of that formula, for the compiler pass that recognizes the unfused chain.
 inline constexpr float kGeluCubeCoeff = 0.044715f;
-inline const float kGeluSqrt2OverPi = static_cast<float>(0.79788456080286535588);
+inline constexpr float kGeluSqrt2OverPi = static_cast<float>(0.79788456080286535588);
 // out[i] = exp(in[i] - shift), returns the sum of the outputs (softmax numerator).
 float ExpShiftSum(const float* in, float* out, int64_t n, float shift);
 
