@@ -4,6 +4,7 @@
 //
 //   qeff-linear-bench [--k 2048] [--n 5632] [--m 1,4,8,32,512] [--dtypes fp32,bf16,int8,int4]
 //                     [--threads 1] [--rounds 5] [--copies 1]
+//   qeff-linear-bench --stack 2048x2048,2048x256,... [--layers 22] [--dtypes ...] [--threads 1]
 // --copies C cycles each call through C separately allocated weight copies: with C x the weight
 // size above the last-level cache every call streams from memory, as a decode step's Linears do.
 #include <algorithm>
@@ -86,6 +87,61 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
   return c;
 }
 
+// A decode step's Linears in order (--stack, one layer's KxN list, --layers times), each with its
+// own weights, back to back at M=1: what the kernel reads per second across call boundaries and
+// shapes, without the step's other ops.
+int RunStack(const std::string& stack, int layers, const std::string& dtypes, int threads, int rounds,
+             std::mt19937& rng) {
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  for (const auto& kn : absl::StrSplit(stack, ',')) {
+    std::vector<std::string> parts = absl::StrSplit(kn, 'x');
+    if (parts.size() != 2) {
+      std::fprintf(stderr, "--stack: expected KxN, got %s\n", std::string(kn).c_str());
+      return 2;
+    }
+    shapes.emplace_back(std::stoll(parts[0]), std::stoll(parts[1]));
+  }
+  qeff::device::ThreadPool pool(threads);
+  for (const auto& d : absl::StrSplit(dtypes, ',')) {
+    std::vector<Case> calls;
+    std::vector<qeff::v1::Op> ops;
+    double bytes = 0;
+    int64_t max_dim = 0;
+    for (int l = 0; l < layers; ++l) {
+      for (const auto& [K, N] : shapes) {
+        calls.push_back(MakeCase(std::string(d), N, K, rng));
+        bytes += static_cast<double>(calls.back().w_bytes + calls.back().scale.size());
+        qeff::v1::Op op;
+        op.set_type("Linear");
+        qeff::device::SetAttrInt(op, "out_features", N);
+        ops.push_back(op);
+        max_dim = std::max({max_dim, K, N});
+      }
+    }
+    std::vector<float> x(static_cast<size_t>(max_dim), 0.5f), y(static_cast<size_t>(max_dim));
+    double best = 1e30;
+    for (int r = 0; r < rounds; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < calls.size(); ++i) {
+        const auto& [K, N] = shapes[i % shapes.size()];
+        const Case& c = calls[i];
+        std::vector<TensorRef> in = {{x.data(), qeff::v1::F32, {1, K}}, c.wref, TensorRef{}};
+        if (c.scaled) in.push_back(c.sref);
+        auto st = qeff::device::RunKernel(ops[i], in, {{y.data(), qeff::v1::F32, {1, N}}}, &pool);
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s\n", st.ToString().c_str());
+          return 1;
+        }
+      }
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("{\"dtype\": \"%s\", \"threads\": %d, \"stack\": \"%s\", \"layers\": %d, \"ms\": %.3f, "
+                "\"weight_gb_per_s\": %.2f}\n",
+                std::string(d).c_str(), threads, stack.c_str(), layers, best * 1e3, bytes / best / 1e9);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,8 +156,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   app.add_option("--rounds", rounds);
   app.add_option("--copies", copies)->check(CLI::PositiveNumber);
+  std::string stack;
+  int layers = 22;
+  app.add_option("--stack", stack, "KxN,KxN,...: one layer's Linears, run in order at M=1 for --layers layers");
+  app.add_option("--layers", layers)->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   std::mt19937 rng(1);
+  if (!stack.empty()) return RunStack(stack, layers, dtypes, threads, rounds, rng);
   std::vector<std::vector<Case>> cases;  // [dtype][copy]
   for (const auto& d : absl::StrSplit(dtypes, ',')) {
     cases.emplace_back();

@@ -121,6 +121,13 @@ QEFF_VNNI void QuantizeBlockAvx512(const float* x, int32_t offset, int8_t* q, fl
   *corr = -offset * sum;
 }
 
+// int4's one-row pass prefetches this many blocks ahead (measured best of 1, 2, 4, 6). int8 has
+// no scale stream and its weights stream as fast without it.
+constexpr int64_t kPrefetchBlocks = 2;
+
+// A hint only: addresses past the end of a panel are harmless.
+inline void Prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
 QEFF_VNNI inline __m512i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -273,9 +280,20 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
         }
       }
     } else {
+      // Both panels' weights and block scales, kPrefetchBlocks ahead: without it the scale
+      // stream's misses stall the block closes (the stack bench read 35 -> 45 GB/s on two cores).
+      const int64_t ahead = b + kPrefetchBlocks;
+      for (int h = 0; h < 2; ++h) {
+        Prefetch(sa + ahead * kPanel + 32 * h);
+        Prefetch(sb + ahead * kPanel + 32 * h);
+      }
       for (int c = 0; c < 4; ++c) {
         const __m512i xl = Broadcast4(q + b * kQuantBlock + 8 * c);
         const __m512i xh = Broadcast4(q + b * kQuantBlock + 8 * c + 4);
+        for (int v = 0; v < 4; ++v) {
+          Prefetch(pa + (ahead * 4 + c) * kGroupBytes + 64 * v);
+          Prefetch(pb + (ahead * 4 + c) * kGroupBytes + 64 * v);
+        }
         for (int i = 0; i < 8; ++i) {
           const __m512i raw = _mm512_loadu_si512((i < 4 ? pa : pb) + (b * 4 + c) * kGroupBytes + 64 * (i % 4));
           acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_and_si512(raw, low4), xl);
