@@ -251,6 +251,8 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
   float* y = out[0].as<float>();
   const float* px = x.as<float>();
   const bool parallel = pool != nullptr && N * K * M >= (1 << 16);
+  // Decode splits panels in pairs: the one-row kernels stream two panels per pass.
+  const int64_t grain = M == 1 ? 2 : 1;
   if (w.dtype == qeff::v1::I8 || w.dtype == qeff::v1::I4) {
     // Integer dot products at every M (prefill too): no widening of the weights. The rows are
     // quantized once by this thread; workers only read them.
@@ -260,7 +262,7 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
     scratch_rows.Quantize(px, M, K, w.dtype, parallel ? pool : nullptr);
     const void* scale = in[3].data;
     auto body = [&](int64_t p0, int64_t p1) { QuantLinearPanels(*rows, w.data, scale, bias, y, N, p0, p1); };
-    if (parallel) pool->ParallelFor(LinearPanels(N), 1, body);
+    if (parallel) pool->ParallelFor(LinearPanels(N), grain, body);
     else body(0, LinearPanels(N));
     return absl::OkStatus();
   }
@@ -268,7 +270,7 @@ absl::Status LinearKernel(const LinearAttrs& attrs, const Tensors& in, const Ten
     if (w.dtype == qeff::v1::BF16) PanelRange(px, M, K, w.as<uint16_t>(), bias, y, N, p0, p1);
     else PanelRange(px, M, K, w.as<float>(), bias, y, N, p0, p1);
   };
-  if (parallel) pool->ParallelFor(LinearPanels(N), 1, body);
+  if (parallel) pool->ParallelFor(LinearPanels(N), grain, body);
   else body(0, LinearPanels(N));
   return absl::OkStatus();
 }
