@@ -111,6 +111,11 @@ void AccumulateScalar(const float* p, int64_t stride, int64_t G, const T* vbase,
 
 #if defined(__x86_64__)
 #define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized
+// here (a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 constexpr int64_t kPrefetchKeys = 8;
 template <typename T>
@@ -154,25 +159,27 @@ QEFF_AVX512 inline __m512 ReduceSixteen(const __m512* a) {
 
 template <typename T>
 QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const int32_t* keys, int64_t n, int64_t D,
-                                 float* sc) {
+                                 bool prefetch, float* sc) {
   for (int64_t i0 = 0; i0 < n; i0 += 16) {
     const int64_t count = std::min<int64_t>(16, n - i0);
-    // Decode reads each cache row once, from memory (the weights have evicted it): request the
-    // next group's rows while this one computes.
-    for (int64_t j = i0 + 16; j < std::min(n, i0 + 32); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+    // Decode reads each cache row once, from memory (the weights have evicted it): the first
+    // head of a group requests the next group's rows while this one computes; the other heads
+    // find them in cache.
+    if (prefetch) {
+      for (int64_t j = i0 + 16; j < std::min(n, i0 + 32); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+    }
     __m512 acc[16];
     const T* rows[16];
     for (int v = 0; v < 16; ++v) {
       acc[v] = _mm512_setzero_ps();
       const int64_t key = (v % 4) * 4 + v / 4;  // the lane ReduceSixteen puts accumulator v in
-      rows[v] = key < count ? kbase + static_cast<int64_t>(keys[i0 + key]) * D : nullptr;
+      // A missing key of the last group reads key i0's row: its lane is never stored.
+      rows[v] = kbase + static_cast<int64_t>(keys[i0 + (key < count ? key : 0)]) * D;
     }
     for (int64_t d = 0; d < D; d += 16) {
       const __mmask16 m = TailMask(D - d);
       const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
-      for (int v = 0; v < 16; ++v) {
-        if (rows[v] != nullptr) acc[v] = _mm512_fmadd_ps(qv, LoadCache(m, rows[v] + d), acc[v]);
-      }
+      for (int v = 0; v < 16; ++v) acc[v] = _mm512_fmadd_ps(qv, LoadCache(m, rows[v] + d), acc[v]);
     }
     _mm512_mask_storeu_ps(sc + i0, TailMask(count), ReduceSixteen(acc));
   }
@@ -181,45 +188,62 @@ QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const int32_t* 
 template <typename T>
 QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n,
                               int64_t D, float* sc, int64_t stride) {
-  for (int64_t g = 0; g < G; ++g) ScoresRowAvx512(qg[g], kbase, keys, n, D, sc + g * stride);
+  for (int64_t g = 0; g < G; ++g) ScoresRowAvx512(qg[g], kbase, keys, n, D, g == 0, sc + g * stride);
 }
 
-// NC 16-float column chunks of one output row held in registers over all keys.
-template <int NC, typename T>
-QEFF_AVX512 void AccumulateColsAvx512(const float* p, const T* vbase, const int32_t* keys, int64_t n, int64_t D,
-                                      int64_t d0, float* out) {
-  __m512 acc[NC];
+// GB heads' output rows x NC 16-float column chunks held in registers over all keys: each value
+// row chunk is loaded once for the GB heads (one head at a time left 4 FMA chains per key,
+// bound by their latency). Every output is still one FMA per key, in key order.
+template <int GB, int NC, typename T>
+QEFF_AVX512 void AccumulateTileAvx512(const float* p, int64_t stride, const T* vbase, const int32_t* keys, int64_t n,
+                                      int64_t D, int64_t d0, float* const* out) {
+  __m512 acc[GB][NC];
   __mmask16 m[NC];
   for (int c = 0; c < NC; ++c) {
-    acc[c] = _mm512_setzero_ps();
     m[c] = TailMask(D - d0 - 16 * c);
+    for (int g = 0; g < GB; ++g) acc[g][c] = _mm512_setzero_ps();
   }
   for (int64_t i = 0; i < n; ++i) {
     if (d0 == 0 && i + kPrefetchKeys < n) PrefetchRow(vbase + static_cast<int64_t>(keys[i + kPrefetchKeys]) * D, D);
-    const __m512 w = _mm512_set1_ps(p[i]);
     const T* vr = vbase + static_cast<int64_t>(keys[i]) * D + d0;
-    for (int c = 0; c < NC; ++c) acc[c] = _mm512_fmadd_ps(w, LoadCache(m[c], vr + 16 * c), acc[c]);
+    __m512 v[NC];
+    for (int c = 0; c < NC; ++c) v[c] = LoadCache(m[c], vr + 16 * c);
+    for (int g = 0; g < GB; ++g) {
+      const __m512 w = _mm512_set1_ps(p[g * stride + i]);
+      for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_fmadd_ps(w, v[c], acc[g][c]);
+    }
   }
-  for (int c = 0; c < NC; ++c) _mm512_mask_storeu_ps(out + d0 + 16 * c, m[c], acc[c]);
+  for (int g = 0; g < GB; ++g) {
+    for (int c = 0; c < NC; ++c) _mm512_mask_storeu_ps(out[g] + d0 + 16 * c, m[c], acc[g][c]);
+  }
+}
+
+// Heads in blocks of up to 16 / NC accumulators' worth (4 at D <= 64, 2 up to 128), the rest
+// one by one.
+template <int NC, typename T>
+QEFF_AVX512 void AccumulateColsAvx512(const float* p, int64_t stride, int64_t G, const T* vbase,
+                                      const int32_t* keys, int64_t n, int64_t D, int64_t d0, float* const* out) {
+  constexpr int kBlock = NC <= 4 ? 4 : 2;
+  int64_t g = 0;
+  for (; g + kBlock <= G; g += kBlock) {
+    AccumulateTileAvx512<kBlock, NC>(p + g * stride, stride, vbase, keys, n, D, d0, out + g);
+  }
+  for (; g < G; ++g) AccumulateTileAvx512<1, NC>(p + g * stride, stride, vbase, keys, n, D, d0, out + g);
 }
 
 template <typename T>
 QEFF_AVX512 void AccumulateAvx512(const float* p, int64_t stride, int64_t G, const T* vbase, const int32_t* keys,
                                   int64_t n, int64_t D, float* const* out) {
-  for (int64_t g = 0; g < G; ++g) {
-    for (int64_t d0 = 0; d0 < D; d0 += 128) {
-      const int64_t chunks = std::min<int64_t>(8, (D - d0 + 15) / 16);
-      const float* pg = p + g * stride;
-      switch (chunks) {
-        case 8: AccumulateColsAvx512<8>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 7: AccumulateColsAvx512<7>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 6: AccumulateColsAvx512<6>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 5: AccumulateColsAvx512<5>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 4: AccumulateColsAvx512<4>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 3: AccumulateColsAvx512<3>(pg, vbase, keys, n, D, d0, out[g]); break;
-        case 2: AccumulateColsAvx512<2>(pg, vbase, keys, n, D, d0, out[g]); break;
-        default: AccumulateColsAvx512<1>(pg, vbase, keys, n, D, d0, out[g]); break;
-      }
+  for (int64_t d0 = 0; d0 < D; d0 += 128) {
+    switch (std::min<int64_t>(8, (D - d0 + 15) / 16)) {
+      case 8: AccumulateColsAvx512<8>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 7: AccumulateColsAvx512<7>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 6: AccumulateColsAvx512<6>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 5: AccumulateColsAvx512<5>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 4: AccumulateColsAvx512<4>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 3: AccumulateColsAvx512<3>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      case 2: AccumulateColsAvx512<2>(p, stride, G, vbase, keys, n, D, d0, out); break;
+      default: AccumulateColsAvx512<1>(p, stride, G, vbase, keys, n, D, d0, out); break;
     }
   }
 }
@@ -439,6 +463,7 @@ QEFF_AVX512 void RunBlockTask(const Job& job, int64_t task, BlockScratch& b) {
     }
   }
 }
+#pragma GCC diagnostic pop
 #endif
 
 template <typename T>
