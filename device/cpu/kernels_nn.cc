@@ -1,4 +1,4 @@
-// Neural-network kernels: Softmax, LayerNormalization, RMSNorm, ArgMax, reductions, and the
+// Neural-network kernels: Softmax, LayerNormalization, RMSNorm, RotaryHalf, ArgMax, reductions, and the
 // KV-cache ops CtxScatter / CtxGather and their continuous-batching forms CtxScatterCB /
 // CtxGatherCB (QEfficient's com.qualcomm.cloud custom ops).
 #include <algorithm>
@@ -514,10 +514,81 @@ absl::Status CtxGatherCB(const NoAttrs&, const Tensors& in, const Tensors& out, 
   return absl::OkStatus();
 }
 
+// ---- RotaryHalf: x·cos + rotate_half(x)·sin over the last axis ---------------------------------
+// Not ONNX: the compiler's FuseRotaryHalf emits it for the exporter's 6-op rotate_half rotary
+// chain (Split, Neg, Concat, Mul, Mul, Add), with rotate_half(x) = cat(-x[h:], x[:h]), h = D/2.
+// x [B, H, S, D]; cos and sin have x's rank with each leading axis x's size or 1 (broadcast).
+// Each output is the chain's own arithmetic: two products rounded, then their sum (plain C++
+// here: this file is built without FMA, so nothing contracts them).
+
+// Element strides of a broadcast table over x's leading axes (0 where the table's axis is 1).
+void TableStrides(const TensorRef& t, const TensorRef& x, int64_t stride[3]) {
+  const int64_t D = x.shape[3];
+  int64_t s = D;
+  for (int d = 2; d >= 0; --d) {
+    stride[d] = t.shape[d] == 1 ? 0 : s;
+    s *= t.shape[d];
+  }
+}
+
+absl::Status RotaryHalfRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  const TensorRef& x = in[0];
+  if (auto st = ExpectDType(x, "x", {qeff::v1::F32}); !st.ok()) return st;
+  if (x.shape.size() != 4 || x.shape[3] < 2 || x.shape[3] % 2 != 0) {
+    return RuleError(absl::StrCat("x ", ShapeString(x.shape), " is not [B, H, S, D] with an even D"));
+  }
+  for (int i = 1; i <= 2; ++i) {
+    const TensorRef& t = in[i];
+    const char* name = i == 1 ? "cos" : "sin";
+    if (auto st = ExpectDType(t, name, {qeff::v1::F32}); !st.ok()) return st;
+    bool ok = t.shape.size() == 4 && t.shape[3] == x.shape[3];
+    for (size_t d = 0; ok && d < 3; ++d) ok = t.shape[d] == x.shape[d] || t.shape[d] == 1;
+    if (!ok) {
+      return RuleError(absl::StrCat(name, " ", ShapeString(t.shape), " does not broadcast to x ", ShapeString(x.shape),
+                                    " over its leading axes"));
+    }
+  }
+  return ExpectLike(out[0], "output", qeff::v1::F32, x.shape);
+}
+
+absl::Status RotaryHalf(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool* pool) {
+  const TensorRef& x = in[0];
+  const int64_t H = x.shape[1], S = x.shape[2], D = x.shape[3], h = D / 2;
+  int64_t cs[3], ss[3];
+  TableStrides(in[1], x, cs);
+  TableStrides(in[2], x, ss);
+  const float* px = x.as<float>();
+  const float* pc = in[1].as<float>();
+  const float* psn = in[2].as<float>();
+  float* po = out[0].as<float>();
+  auto body = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / (H * S), hd = r / S % H, s = r % S;
+      const float* xr = px + r * D;
+      const float* c = pc + b * cs[0] + hd * cs[1] + s * cs[2];
+      const float* sn = psn + b * ss[0] + hd * ss[1] + s * ss[2];
+      float* o = po + r * D;
+      for (int64_t i = 0; i < h; ++i) {
+        const float a = xr[i] * c[i], rs = -xr[i + h] * sn[i];
+        o[i] = a + rs;
+      }
+      for (int64_t i = h; i < D; ++i) {
+        const float a = xr[i] * c[i], rs = xr[i - h] * sn[i];
+        o[i] = a + rs;
+      }
+    }
+  };
+  const int64_t rows = x.numel() / D;
+  if (pool && rows * D >= (1 << 16)) pool->ParallelFor(rows, 16, body);
+  else body(0, rows);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void RegisterNnOps(OpRegistry& r) {
   r.Add(MakeOp<AxisAttrs, ParseLastAxis, SoftmaxRule, Softmax>("Softmax", {1, 1}, {1, 1}));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, RotaryHalfRule, RotaryHalf>("RotaryHalf", {3, 3}, {1, 1}));
   r.Add(MakeOp<NormAttrs, ParseNorm, NormRule, Norm>("LayerNormalization", {1, 3}, {1, 3}, /*rms=*/0));
   r.Add(MakeOp<NormAttrs, ParseNorm, NormRule, Norm>("RMSNorm", {1, 3}, {1, 3}, /*rms=*/1));
   r.Add(MakeOp<ArgMaxAttrs, ParseArgMax, ArgMaxRule, ArgMax>("ArgMax", {1, 1}, {1, 1}));

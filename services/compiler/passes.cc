@@ -553,6 +553,62 @@ void FuseGeluTanh(IrGraph& g) {
   }
 }
 
+void FuseRotaryHalf(IrGraph& g) {
+  auto consumers = Consumers(g);
+  auto private_value = [&](int v) { return v >= 0 && consumers[v].size() == 1 && !IsGraphOutput(g, v); };
+  // The live node of `type` producing v, or null.
+  auto producer = [&](int v, const char* type) -> const IrNode* {
+    const int p = v >= 0 ? g.values[v].producer : -1;
+    if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != type) return nullptr;
+    return &g.nodes[p];
+  };
+  auto f32 = [&](int v) { return g.values[v].dtype == qeff::v1::F32; };
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "Add" || n.in.size() != 2) continue;
+    for (int order = 0; order < 2 && n.op.type() == "Add"; ++order) {
+      const int a = n.in[order], b = n.in[1 - order];
+      const IrNode* xcos = producer(a, "Mul");
+      const IrNode* rsin = producer(b, "Mul");
+      if (!private_value(a) || !private_value(b) || !xcos || !rsin || xcos->in.size() != 2 || rsin->in.size() != 2) {
+        continue;
+      }
+      for (int ob = 0; ob < 2; ++ob) {
+        const int rot = rsin->in[ob], sin = rsin->in[1 - ob];
+        const IrNode* cat = producer(rot, "Concat");
+        if (!private_value(rot) || !cat || cat->in.size() != 2) continue;
+        const IrNode* neg = producer(cat->in[0], "Neg");
+        if (!private_value(cat->in[0]) || !neg) continue;
+        const int lo = cat->in[1], hi = neg->in[0];
+        const IrNode* split = producer(lo, "Split");
+        if (!split || split != producer(hi, "Split") || split->out.size() != 2 || split->out[0] != lo ||
+            split->out[1] != hi || !private_value(lo) || !private_value(hi)) {
+          continue;
+        }
+        const int x = split->in[0];
+        const device::Shape& xs = g.values[x].shape;
+        if (xs.size() != 4 || xs[3] % 2 != 0 || g.values[lo].shape[3] != xs[3] / 2 ||
+            device::AttrInt(split->op, "axis", -1) != 3 || device::AttrInt(cat->op, "axis", -1) != 3) {
+          continue;
+        }
+        const int cos = xcos->in[0] == x ? xcos->in[1] : xcos->in[1] == x ? xcos->in[0] : -1;
+        if (cos < 0 || !f32(x) || !f32(cos) || !f32(sin) || g.values[n.out[0]].shape != xs) continue;
+        bool broadcast = true;
+        for (int t : {cos, sin}) {
+          const device::Shape& ts = g.values[t].shape;
+          broadcast &= ts.size() == 4 && ts[3] == xs[3];
+          for (size_t d = 0; broadcast && d < 3; ++d) broadcast = ts[d] == xs[d] || ts[d] == 1;
+        }
+        if (!broadcast) continue;
+        // The chain's other nodes lose their only reader; EliminateDeadCode drops them.
+        n.op.Clear();
+        n.op.set_type("RotaryHalf");
+        n.in = {x, cos, sin};
+        break;
+      }
+    }
+  }
+}
+
 void ElideFullGather(IrGraph& g) {
   // Only CtxGather: CtxGatherCB picks cache rows by batch_index, known at run time only.
   for (auto& n : g.nodes) {

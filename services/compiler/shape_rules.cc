@@ -294,7 +294,21 @@ absl::StatusOr<LoweredOp> LowerOp(const onnx::NodeProto& n, const std::vector<co
       seen[p] = true;
       s.push_back(ins[0]->shape[p]);
     }
-    device::SetAttrInts(L.op, "perm", perm);
+    // Moving only axes of size 1 keeps every element at its offset (decode's [B, 1, H, D] <->
+    // [B, H, 1, D]): a view, not a copy.
+    int64_t last = -1;
+    bool same_order = true;
+    for (int64_t p : perm) {
+      if (ins[0]->shape[p] == 1) continue;
+      same_order &= p > last;
+      last = p;
+    }
+    if (same_order) {
+      type = "Reshape";
+      L.view = true;
+    } else {
+      device::SetAttrInts(L.op, "perm", perm);
+    }
     all_inputs(1);
     one(ins[0]->dtype, s);
   } else if (kViews.count(type)) {
