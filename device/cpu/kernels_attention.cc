@@ -158,15 +158,19 @@ QEFF_AVX512 inline __m512 ReduceSixteen(const __m512* a) {
 }
 
 template <typename T>
-QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const int32_t* keys, int64_t n, int64_t D,
-                                 bool prefetch, float* sc) {
+QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const T* vbase, const int32_t* keys, int64_t n,
+                                 int64_t D, bool prefetch, float* sc) {
+  // Decode reads each cache row once, from memory (the weights have evicted it): the first head
+  // of a group requests key rows two groups ahead of the one it scores, and that group's value
+  // rows for p·v after the softmax; the other heads find them in cache.
+  if (prefetch) {
+    for (int64_t j = 0; j < std::min<int64_t>(n, 32); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+  }
   for (int64_t i0 = 0; i0 < n; i0 += 16) {
     const int64_t count = std::min<int64_t>(16, n - i0);
-    // Decode reads each cache row once, from memory (the weights have evicted it): the first
-    // head of a group requests the next group's rows while this one computes; the other heads
-    // find them in cache.
     if (prefetch) {
-      for (int64_t j = i0 + 16; j < std::min(n, i0 + 32); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+      for (int64_t j = i0 + 32; j < std::min(n, i0 + 48); ++j) PrefetchRow(kbase + static_cast<int64_t>(keys[j]) * D, D);
+      for (int64_t j = i0; j < i0 + count; ++j) PrefetchRow(vbase + static_cast<int64_t>(keys[j]) * D, D);
     }
     __m512 acc[16];
     const T* rows[16];
@@ -186,9 +190,9 @@ QEFF_AVX512 void ScoresRowAvx512(const float* q, const T* kbase, const int32_t* 
 }
 
 template <typename T>
-QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n,
-                              int64_t D, float* sc, int64_t stride) {
-  for (int64_t g = 0; g < G; ++g) ScoresRowAvx512(qg[g], kbase, keys, n, D, g == 0, sc + g * stride);
+QEFF_AVX512 void ScoresAvx512(const float* const* qg, int64_t G, const T* kbase, const T* vbase, const int32_t* keys,
+                              int64_t n, int64_t D, float* sc, int64_t stride) {
+  for (int64_t g = 0; g < G; ++g) ScoresRowAvx512(qg[g], kbase, vbase, keys, n, D, g == 0, sc + g * stride);
 }
 
 // GB heads' output rows x NC 16-float column chunks held in registers over all keys: each value
@@ -467,10 +471,12 @@ QEFF_AVX512 void RunBlockTask(const Job& job, int64_t task, BlockScratch& b) {
 #endif
 
 template <typename T>
-void Scores(const float* const* qg, int64_t G, const T* kbase, const int32_t* keys, int64_t n, int64_t D,
-            float* sc, int64_t stride) {
+void Scores(const float* const* qg, int64_t G, const T* kbase, const T* vbase, const int32_t* keys, int64_t n,
+            int64_t D, float* sc, int64_t stride) {
 #if defined(__x86_64__)
-  if (UseAvx512()) return ScoresAvx512(qg, G, kbase, keys, n, D, sc, stride);
+  if (UseAvx512()) return ScoresAvx512(qg, G, kbase, vbase, keys, n, D, sc, stride);
+#else
+  (void)vbase;  // only the vector path prefetches
 #endif
   ScoresScalar(qg, G, kbase, keys, n, D, sc, stride);
 }
@@ -541,11 +547,13 @@ void RunTask(const Job& job, int64_t task, Scratch& scratch) {
   float* sc = scratch.scores.data();
   const int64_t offset = (RowOf(job, b) * job.Hkv + kh) * C * D;
   if (job.bf16_cache) {
-    Scores(qg, G, static_cast<const uint16_t*>(job.k) + offset, keys, n, D, sc, stride);
+    Scores(qg, G, static_cast<const uint16_t*>(job.k) + offset, static_cast<const uint16_t*>(job.v) + offset, keys, n,
+           D, sc, stride);
     for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
     Accumulate(sc, stride, G, static_cast<const uint16_t*>(job.v) + offset, keys, n, D, out);
   } else {
-    Scores(qg, G, static_cast<const float*>(job.k) + offset, keys, n, D, sc, stride);
+    Scores(qg, G, static_cast<const float*>(job.k) + offset, static_cast<const float*>(job.v) + offset, keys, n, D,
+           sc, stride);
     for (int64_t g = 0; g < G; ++g) ScoresToProbs(job, sc + g * stride, n);
     Accumulate(sc, stride, G, static_cast<const float*>(job.v) + offset, keys, n, D, out);
   }
