@@ -1,5 +1,5 @@
-// Neural-network kernels: Softmax, LayerNormalization, RMSNorm, RotaryHalf, ArgMax, reductions, and the
-// KV-cache ops CtxScatter / CtxGather and their continuous-batching forms CtxScatterCB /
+// Neural-network kernels: Softmax, LayerNormalization, RMSNorm, RotaryHalf, ArgMax, reductions,
+// and the KV-cache ops CtxScatter / CtxGather and their continuous-batching forms CtxScatterCB /
 // CtxGatherCB (QEfficient's com.qualcomm.cloud custom ops).
 #include <algorithm>
 #include <cmath>
@@ -518,8 +518,8 @@ absl::Status CtxGatherCB(const NoAttrs&, const Tensors& in, const Tensors& out, 
 // Not ONNX: the compiler's FuseRotaryHalf emits it for the exporter's 6-op rotate_half rotary
 // chain (Split, Neg, Concat, Mul, Mul, Add), with rotate_half(x) = cat(-x[h:], x[:h]), h = D/2.
 // x [B, H, S, D]; cos and sin have x's rank with each leading axis x's size or 1 (broadcast).
-// Each output is the chain's own arithmetic: two products rounded, then their sum (plain C++
-// here: this file is built without FMA, so nothing contracts them).
+// Each output is the chain's own arithmetic: two products rounded, then their sum (the device
+// library is built with -ffp-contract=off, so they never become one FMA).
 
 // Element strides of a broadcast table over x's leading axes (0 where the table's axis is 1).
 void TableStrides(const TensorRef& t, const TensorRef& x, int64_t stride[3]) {
