@@ -36,6 +36,19 @@ bool IsGraphOutput(const IrGraph& g, int v) {
   return false;
 }
 
+// The live node of `type` producing value v, or null.
+const IrNode* LiveProducer(const IrGraph& g, int v, const char* type) {
+  const int p = v >= 0 ? g.values[v].producer : -1;
+  if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != type) return nullptr;
+  return &g.nodes[p];
+}
+
+// A fused chain's intermediate: read by one node only and not a graph output (the fused op
+// does not produce it).
+bool PrivateValue(const IrGraph& g, const std::vector<std::vector<int>>& consumers, int v) {
+  return v >= 0 && consumers[v].size() == 1 && !IsGraphOutput(g, v);
+}
+
 // Packers read the source [K, N] f32 constant. int8 and int4 in kernels_quant.h's panels. int8: symmetric per output, scale = max|w| / 127,
 // q = round(w / scale). int4, as llama.cpp's Q4_0: per output and block of 32 inputs, d = (the
 // value of largest magnitude) / -8, rounded to bf16 first so the kernel multiplies by exactly the
@@ -473,16 +486,15 @@ void FuseTransposedB(IrGraph& g) {
   for (auto& n : g.nodes) {
     if (n.dead || n.op.type() != "MatMul") continue;
     const int b = n.in[1];
-    const int p = g.values[b].producer;
-    if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != "Transpose") continue;
-    if (consumers[b].size() != 1 || IsGraphOutput(g, b)) continue;
-    const auto perm = device::AttrInts(g.nodes[p].op, "perm");
+    const IrNode* transpose = LiveProducer(g, b, "Transpose");
+    if (transpose == nullptr || !PrivateValue(g, consumers, b)) continue;
+    const auto perm = device::AttrInts(transpose->op, "perm");
     const size_t r = perm.size();
     if (r < 2) continue;
     bool swap_last = perm[r - 1] == static_cast<int64_t>(r - 2) && perm[r - 2] == static_cast<int64_t>(r - 1);
     for (size_t d = 0; d + 2 < r; ++d) swap_last &= perm[d] == static_cast<int64_t>(d);
     if (!swap_last) continue;
-    n.in[1] = g.nodes[p].in[0];
+    n.in[1] = transpose->in[0];
     device::SetAttrInt(n.op, "trans_b", 1);
   }
 }
@@ -502,11 +514,11 @@ bool ScalarConstant(const IrGraph& g, int v, float* value) {
 // Matches the live node producing value v: `type` with one scalar constant equal to `c` among
 // its two inputs; returns the other input, or -1.
 int OtherThanConstant(const IrGraph& g, int v, const char* type, float c) {
-  const int p = g.values[v].producer;
-  if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != type || g.nodes[p].in.size() != 2) return -1;
+  const IrNode* p = LiveProducer(g, v, type);
+  if (p == nullptr || p->in.size() != 2) return -1;
   for (int i = 0; i < 2; ++i) {
     float value;
-    if (ScalarConstant(g, g.nodes[p].in[i], &value) && value == c) return g.nodes[p].in[1 - i];
+    if (ScalarConstant(g, p->in[i], &value) && value == c) return p->in[1 - i];
   }
   return -1;
 }
@@ -515,8 +527,7 @@ int OtherThanConstant(const IrGraph& g, int v, const char* type, float c) {
 
 void FuseGeluTanh(IrGraph& g) {
   auto consumers = Consumers(g);
-  // Intermediates must feed only the chain: the fused op does not produce them.
-  auto private_value = [&](int v) { return v >= 0 && consumers[v].size() == 1 && !IsGraphOutput(g, v); };
+  auto private_value = [&](int v) { return PrivateValue(g, consumers, v); };
   for (auto& n : g.nodes) {
     if (n.dead || n.op.type() != "Mul" || n.in.size() != 2) continue;
     for (int order = 0; order < 2; ++order) {
@@ -525,22 +536,21 @@ void FuseGeluTanh(IrGraph& g) {
       const int x = OtherThanConstant(g, half, "Mul", 0.5f);
       const int t = OtherThanConstant(g, one_plus, "Add", 1.0f);
       if (x < 0 || !private_value(t)) continue;
-      const int tp = g.values[t].producer;
-      if (tp < 0 || g.nodes[tp].dead || g.nodes[tp].op.type() != "Tanh") continue;
-      const int arg = g.nodes[tp].in[0];
+      const IrNode* tanh_op = LiveProducer(g, t, "Tanh");
+      if (tanh_op == nullptr) continue;
+      const int arg = tanh_op->in[0];
       if (!private_value(arg)) continue;
       const int inner = OtherThanConstant(g, arg, "Mul", device::kGeluSqrt2OverPi);
       if (!private_value(inner)) continue;
-      const int ip = g.values[inner].producer;
-      if (ip < 0 || g.nodes[ip].dead || g.nodes[ip].op.type() != "Add" || g.nodes[ip].in.size() != 2) continue;
-      const int scaled = g.nodes[ip].in[0] == x ? g.nodes[ip].in[1] : g.nodes[ip].in[1] == x ? g.nodes[ip].in[0] : -1;
+      const IrNode* add_op = LiveProducer(g, inner, "Add");
+      if (add_op == nullptr || add_op->in.size() != 2) continue;
+      const int scaled = add_op->in[0] == x ? add_op->in[1] : add_op->in[1] == x ? add_op->in[0] : -1;
       if (!private_value(scaled)) continue;
       const int cube = OtherThanConstant(g, scaled, "Mul", device::kGeluCubeCoeff);
       if (!private_value(cube)) continue;
-      const int cp = g.values[cube].producer;
+      const IrNode* cube_op = LiveProducer(g, cube, "Pow");
       float exponent;
-      if (cp < 0 || g.nodes[cp].dead || g.nodes[cp].op.type() != "Pow" || g.nodes[cp].in[0] != x ||
-          !ScalarConstant(g, g.nodes[cp].in[1], &exponent) || exponent != 3.0f) {
+      if (cube_op == nullptr || cube_op->in[0] != x || !ScalarConstant(g, cube_op->in[1], &exponent) || exponent != 3.0f) {
         continue;
       }
       if (g.values[x].dtype != qeff::v1::F32 || g.values[n.out[0]].shape != g.values[x].shape) continue;
@@ -555,32 +565,27 @@ void FuseGeluTanh(IrGraph& g) {
 
 void FuseRotaryHalf(IrGraph& g) {
   auto consumers = Consumers(g);
-  auto private_value = [&](int v) { return v >= 0 && consumers[v].size() == 1 && !IsGraphOutput(g, v); };
-  // The live node of `type` producing v, or null.
-  auto producer = [&](int v, const char* type) -> const IrNode* {
-    const int p = v >= 0 ? g.values[v].producer : -1;
-    if (p < 0 || g.nodes[p].dead || g.nodes[p].op.type() != type) return nullptr;
-    return &g.nodes[p];
-  };
+  auto private_value = [&](int v) { return PrivateValue(g, consumers, v); };
   auto f32 = [&](int v) { return g.values[v].dtype == qeff::v1::F32; };
   for (auto& n : g.nodes) {
     if (n.dead || n.op.type() != "Add" || n.in.size() != 2) continue;
-    for (int order = 0; order < 2 && n.op.type() == "Add"; ++order) {
+    bool fused = false;
+    for (int order = 0; order < 2 && !fused; ++order) {
       const int a = n.in[order], b = n.in[1 - order];
-      const IrNode* xcos = producer(a, "Mul");
-      const IrNode* rsin = producer(b, "Mul");
+      const IrNode* xcos = LiveProducer(g, a, "Mul");
+      const IrNode* rsin = LiveProducer(g, b, "Mul");
       if (!private_value(a) || !private_value(b) || !xcos || !rsin || xcos->in.size() != 2 || rsin->in.size() != 2) {
         continue;
       }
       for (int ob = 0; ob < 2; ++ob) {
         const int rot = rsin->in[ob], sin = rsin->in[1 - ob];
-        const IrNode* cat = producer(rot, "Concat");
+        const IrNode* cat = LiveProducer(g, rot, "Concat");
         if (!private_value(rot) || !cat || cat->in.size() != 2) continue;
-        const IrNode* neg = producer(cat->in[0], "Neg");
+        const IrNode* neg = LiveProducer(g, cat->in[0], "Neg");
         if (!private_value(cat->in[0]) || !neg) continue;
         const int lo = cat->in[1], hi = neg->in[0];
-        const IrNode* split = producer(lo, "Split");
-        if (!split || split != producer(hi, "Split") || split->out.size() != 2 || split->out[0] != lo ||
+        const IrNode* split = LiveProducer(g, lo, "Split");
+        if (!split || split != LiveProducer(g, hi, "Split") || split->out.size() != 2 || split->out[0] != lo ||
             split->out[1] != hi || !private_value(lo) || !private_value(hi)) {
           continue;
         }
@@ -603,6 +608,7 @@ void FuseRotaryHalf(IrGraph& g) {
         n.op.Clear();
         n.op.set_type("RotaryHalf");
         n.in = {x, cos, sin};
+        fused = true;
         break;
       }
     }
