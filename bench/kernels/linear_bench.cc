@@ -81,9 +81,15 @@ Case MakeCase(const std::string& name, int64_t N, int64_t K, std::mt19937& rng) 
     std::fprintf(stderr, "unknown dtype %s (fp32, bf16, int8, int4)\n", name.c_str());
     std::exit(2);
   }
-  c.huge_w = qeff::util::HugeBuffer(c.w.size());
+  // The weights and then their scales (64-byte aligned) in 2 MB pages, as a loaded qpc holds them.
+  const size_t scale_at = (c.w.size() + 63) / 64 * 64;
+  c.huge_w = qeff::util::HugeBuffer(scale_at + c.scale.size());
   std::memcpy(c.huge_w.data(), c.w.data(), c.w.size());
   c.wref.data = c.huge_w.data();
+  if (c.scaled) {
+    std::memcpy(static_cast<uint8_t*>(c.huge_w.data()) + scale_at, c.scale.data(), c.scale.size());
+    c.sref.data = static_cast<uint8_t*>(c.huge_w.data()) + scale_at;
+  }
   c.w_bytes = c.w.size();
   c.w = {};
   return c;

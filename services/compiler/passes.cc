@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <vector>
 
 #include "common/util/status_macros.h"
@@ -109,29 +110,55 @@ PackedWeight PackQuantized(const ConstTensor& w, device::DType dtype) {
 
 PackedWeight PackDense(const ConstTensor& w, device::DType dtype);
 
-// Writes a packed weight to weights.bin now and keeps only its offset; drops the source's pages
-// from this process (they are file-backed: a later read faults them back in).
-absl::StatusOr<PackedWeight> Store(const ConstTensor& source, PackedWeight packed, WeightsWriter& writer) {
+// Drops a file-backed constant's pages from this process (a later read faults them back in).
+void DropPages(const ConstTensor& source) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(source.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(source.data) + source.bytes()) / page * page;
+  if (source.file_backed && end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// Writes a packed weight to weights.bin now and keeps only its offset.
+absl::StatusOr<PackedWeight> Store(PackedWeight packed, WeightsWriter& writer) {
   QEFF_ASSIGN_OR_RETURN(const int64_t off, writer.Add(*packed.weight));
   auto stub = std::make_shared<ConstTensor>();
   stub->dtype = packed.weight->dtype;
   stub->shape = packed.weight->shape;
   stub->stored_offset = off;
   packed.weight = stub;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(source.data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(source.data) + source.bytes()) / page * page;
-  if (source.file_backed && end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   return packed;
 }
 
-absl::StatusOr<PackedWeight> PackWeight(const ConstTensor& w, device::DType dtype, WeightCache& cache) {
-  auto key = std::make_pair(w.data, static_cast<int>(dtype));
+// Packs [K, N_i] f32 sources side by side as one [K, sum N_i] weight (one source: itself).
+// Every source but the last has N_i % 64 == 0, so each keeps whole panels of its own.
+absl::StatusOr<PackedWeight> PackWeight(const std::vector<const ConstTensor*>& parts, device::DType dtype,
+                                        WeightCache& cache) {
+  WeightCache::Key key{{}, static_cast<int>(dtype)};
+  for (const ConstTensor* p : parts) key.first.push_back(p->data);
   auto it = cache.packed.find(key);
   if (it != cache.packed.end()) return it->second;
-  PackedWeight packed = dtype == qeff::v1::I4 || dtype == qeff::v1::I8 ? PackQuantized(w, dtype) : PackDense(w, dtype);
+  const ConstTensor* source = parts[0];
+  std::shared_ptr<ConstTensor> joined;
+  if (parts.size() > 1) {
+    const int64_t K = parts[0]->shape[0];
+    int64_t N = 0;
+    for (const ConstTensor* p : parts) N += p->shape[1];
+    joined = ConstTensor::Allocate(qeff::v1::F32, {K, N});
+    float* dst = reinterpret_cast<float*>(joined->mutable_data());
+    for (int64_t k = 0; k < K; ++k) {
+      for (const ConstTensor* p : parts) {
+        const int64_t n = p->shape[1];
+        std::memcpy(dst, reinterpret_cast<const float*>(p->data) + k * n, static_cast<size_t>(n) * sizeof(float));
+        dst += n;
+      }
+    }
+    source = joined.get();
+  }
+  PackedWeight packed = dtype == qeff::v1::I4 || dtype == qeff::v1::I8 ? PackQuantized(*source, dtype)
+                                                                        : PackDense(*source, dtype);
   if (cache.writer != nullptr) {
-    QEFF_ASSIGN_OR_RETURN(packed, Store(w, std::move(packed), *cache.writer));
+    QEFF_ASSIGN_OR_RETURN(packed, Store(std::move(packed), *cache.writer));
+    for (const ConstTensor* p : parts) DropPages(*p);
   }
   cache.packed[key] = packed;
   return packed;
@@ -211,7 +238,7 @@ absl::Status PackExperts(IrGraph& g, WeightCache& cache) {
       const IrValue& w = g.values[n.in[i]];
       // The router stays float32: quantizing it could change which experts are chosen.
       const device::DType dtype = i == 1 ? qeff::v1::F32 : cache.weight_dtype;
-      QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight(*w.constant, dtype, cache));
+      QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight({w.constant.get()}, dtype, cache));
       const auto [pv, sv] = AddPacked(g, g.values[n.in[i]].name, pw);
       n.in[i] = pv;
       if (sv >= 0) scales.push_back(sv);
@@ -225,39 +252,154 @@ bool IsView(const IrGraph& g, const IrNode& n) {
   return n.op.type() == "Reshape" && !n.in.empty() && n.in[0] >= 0 && g.Root(n.out[0]) == g.Root(n.in[0]);
 }
 
+namespace {
+
+// A MatMul by a constant [K, N] f32 weight, and the bias Add FuseLinear folds into it: the Add's
+// only input is the MatMul's result, its other input a constant of N values along the last axis.
+struct LinearCandidate {
+  int node = -1;
+  int64_t N = 0;
+  int bias = -1;      // the bias constant, or -1
+  int bias_add = -1;  // the Add node it comes from, or -1
+  int out = -1;       // what the Linear produces: the Add's result when the bias is folded
+};
+
+bool FindCandidate(const IrGraph& g, const std::vector<std::vector<int>>& consumers, int i, LinearCandidate* c) {
+  const IrNode& n = g.nodes[i];
+  if (n.dead || n.op.type() != "MatMul") return false;
+  const IrValue& w = g.values[n.in[1]];
+  if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) return false;
+  c->node = i;
+  c->N = w.shape[1];
+  c->out = n.out[0];
+  const int out = n.out[0];
+  if (consumers[out].size() != 1 || IsGraphOutput(g, out)) return true;
+  const IrNode& add = g.nodes[consumers[out][0]];
+  if (add.op.type() != "Add") return true;
+  const int other = add.in[0] == out ? add.in[1] : add.in[0];
+  const IrValue& b = g.values[other];
+  if (!b.constant || b.dtype != qeff::v1::F32 || device::NumElements(b.shape) != c->N || b.shape.empty() ||
+      b.shape.back() != c->N || g.values[add.out[0]].shape != g.values[out].shape) {
+    return true;
+  }
+  c->bias = other;
+  c->bias_add = consumers[out][0];
+  c->out = add.out[0];
+  return true;
+}
+
+// Of the candidates reading one input, those that become one Linear: all with a bias or all
+// without (as the first), the ones with whole panels (N % 64 == 0) first and at most one other
+// last, so each keeps its own panels in the joined weight. Fewer than two: none.
+std::vector<LinearCandidate> Siblings(const std::vector<LinearCandidate>& readers) {
+  std::vector<LinearCandidate> whole, partial;
+  for (const LinearCandidate& c : readers) {
+    if ((c.bias >= 0) != (readers[0].bias >= 0)) continue;
+    if (c.N % device::kLinearPanel == 0) whole.push_back(c);
+    else if (partial.empty()) partial.push_back(c);
+  }
+  whole.insert(whole.end(), partial.begin(), partial.end());
+  if (whole.size() < 2) whole.clear();
+  return whole;
+}
+
+}  // namespace
+
 absl::Status FuseLinear(IrGraph& g, WeightCache& cache) {
-  auto consumers = Consumers(g);
+  const auto consumers = Consumers(g);
+  // Candidates by the value they read, in node order.
+  std::map<int, std::vector<LinearCandidate>> by_input;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    IrNode& n = g.nodes[i];
-    if (n.dead || n.op.type() != "MatMul") continue;
-    const IrValue& w = g.values[n.in[1]];
-    if (!w.constant || w.shape.size() != 2 || w.dtype != qeff::v1::F32) continue;
-    const int64_t N = w.shape[1];
-    QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight(*w.constant, cache.weight_dtype, cache));
-    const auto [pv, sv] = AddPacked(g, w.name, pw);
-    consumers.resize(g.values.size());
+    LinearCandidate c;
+    if (FindCandidate(g, consumers, static_cast<int>(i), &c)) by_input[g.nodes[i].in[0]].push_back(c);
+  }
+  // MatMul node `at` -> Linear over the parts' weights side by side, their biases folded.
+  auto to_linear = [&](int at, const std::vector<LinearCandidate>& parts) -> absl::Status {
+    std::vector<const ConstTensor*> sources;
+    int64_t N = 0;
+    for (const LinearCandidate& c : parts) {
+      sources.push_back(g.values[g.nodes[c.node].in[1]].constant.get());
+      N += c.N;
+    }
+    QEFF_ASSIGN_OR_RETURN(const PackedWeight pw, PackWeight(sources, cache.weight_dtype, cache));
+    const auto [pv, sv] = AddPacked(g, g.values[g.nodes[at].in[1]].name, pw);
+    IrNode& n = g.nodes[at];
     n.op.set_type("Linear");
     device::SetAttrInt(n.op, "out_features", N);
     n.in[1] = pv;
-    // Inputs: x, w, bias (-1 until fused below), scale (int8 only).
+    // Inputs: x, w, bias (-1: none), scale (int8 and int4 only).
     n.in.push_back(-1);
     if (sv >= 0) n.in.push_back(sv);
-    // Bias: the only consumer is an Add of a constant holding N values along the last axis.
-    const int out = n.out[0];
-    if (consumers[out].size() != 1 || IsGraphOutput(g, out)) continue;
-    IrNode& add = g.nodes[consumers[out][0]];
-    if (add.op.type() != "Add") continue;
-    const int other = add.in[0] == out ? add.in[1] : add.in[0];
-    const IrValue& b = g.values[other];
-    if (!b.constant || b.dtype != qeff::v1::F32 || device::NumElements(b.shape) != N || b.shape.empty() ||
-        b.shape.back() != N || g.values[add.out[0]].shape != g.values[out].shape) {
-      continue;
+    if (parts[0].bias < 0) return absl::OkStatus();
+    if (parts.size() == 1) {
+      n.in[2] = parts[0].bias;
+    } else {
+      auto joined = ConstTensor::Allocate(qeff::v1::F32, {N});
+      uint8_t* dst = joined->mutable_data();
+      for (const LinearCandidate& c : parts) {
+        const ConstTensor& b = *g.values[c.bias].constant;
+        std::memcpy(dst, b.data, b.bytes());
+        dst += b.bytes();
+      }
+      IrValue bias;
+      bias.name = g.values[parts[0].bias].name + ".joined";
+      bias.dtype = qeff::v1::F32;
+      bias.shape = {N};
+      bias.constant = joined;
+      n.in[2] = g.AddValue(std::move(bias));
     }
-    n.in[2] = other;
-    const int add_out = add.out[0];
-    add.dead = true;
-    n.out[0] = add_out;
-    g.values[add_out].producer = static_cast<int>(i);
+    for (const LinearCandidate& c : parts) g.nodes[c.bias_add].dead = true;
+    return absl::OkStatus();
+  };
+  std::map<int, IrNode> split_after;  // node index -> the Split that follows it
+  for (auto& [x, readers] : by_input) {
+    // Linears reading one input run as one over their joined weights (q, k, v; gate, up): one
+    // pass over the input and one parallel region instead of several short ones, then a Split.
+    const std::vector<LinearCandidate> siblings = Siblings(readers);
+    for (const LinearCandidate& c : readers) {
+      if (std::none_of(siblings.begin(), siblings.end(), [&](const LinearCandidate& s) { return s.node == c.node; })) {
+        QEFF_RETURN_IF_ERROR(to_linear(c.node, {c}));
+        g.nodes[c.node].out[0] = c.out;
+        g.values[c.out].producer = c.node;
+      }
+    }
+    if (siblings.empty()) continue;
+    // The Linear takes the earliest sibling's place: every reader of any part comes after it.
+    int first = siblings[0].node;
+    for (const LinearCandidate& c : siblings) first = std::min(first, c.node);
+    QEFF_RETURN_IF_ERROR(to_linear(first, siblings));
+    IrNode& n = g.nodes[first];
+    IrValue joined;
+    joined.name = g.values[n.out[0]].name + ".joined";
+    joined.dtype = qeff::v1::F32;
+    joined.shape = g.values[n.out[0]].shape;
+    joined.shape.back() = device::AttrInt(n.op, "out_features", 0);
+    n.out[0] = g.AddValue(std::move(joined));
+    IrNode split;
+    split.op.set_type("Split");
+    device::SetAttrInt(split.op, "axis", static_cast<int64_t>(g.values[n.out[0]].shape.size()) - 1);
+    split.in = {n.out[0]};
+    for (const LinearCandidate& c : siblings) {
+      split.out.push_back(c.out);
+      if (c.node != first) g.nodes[c.node].dead = true;
+    }
+    split_after[first] = std::move(split);
+  }
+  if (split_after.empty()) return absl::OkStatus();
+  // Insert each Split after its Linear and renumber the producers.
+  std::vector<IrNode> nodes;
+  nodes.reserve(g.nodes.size() + split_after.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    nodes.push_back(std::move(g.nodes[i]));
+    auto it = split_after.find(static_cast<int>(i));
+    if (it != split_after.end()) nodes.push_back(std::move(it->second));
+  }
+  g.nodes = std::move(nodes);
+  for (bool live : {false, true}) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (g.nodes[i].dead != live) continue;
+      for (int v : g.nodes[i].out) g.values[v].producer = static_cast<int>(i);
+    }
   }
   return absl::OkStatus();
 }

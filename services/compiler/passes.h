@@ -2,7 +2,10 @@
 //   FuseLinear         MatMul by a constant [K,N] (+ bias Add) -> Linear with packed weights:
 //                      fp32/bf16 in panels of 64 outputs (device/cpu/kernels_linalg.h); int8
 //                      with a float scale per output, or int4 with a bf16 scale per output and
-//                      block of 32, in VNNI-ordered panels (device/cpu/kernels_quant.h)
+//                      block of 32, in VNNI-ordered panels (device/cpu/kernels_quant.h).
+//                      MatMuls of one input (q, k, v; gate, up) become one Linear over their
+//                      weights side by side, then a Split: one pass over the input, one
+//                      parallel region and longer weight streams instead of several short ones
 //   PackExperts        SparseMoE's weights packed like Linear's in the weight dtype (the
 //                      router stays fp32), int8/int4 scales appended after the experts
 //   FuseAttention      attention over the whole retained KV cache (CtxGather[CB] -> q·kᵀ ->
@@ -26,6 +29,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "services/compiler/ir.h"
@@ -41,7 +45,9 @@ struct PackedWeight {
 };
 struct WeightCache {
   device::DType weight_dtype = qeff::v1::F32;  // F32, BF16, I8 or I4 for Linear weights
-  std::map<std::pair<const uint8_t*, int>, PackedWeight> packed;
+  // (the sources' bytes, side by side when several Linears were fused; weight dtype)
+  using Key = std::pair<std::vector<const uint8_t*>, int>;
+  std::map<Key, PackedWeight> packed;
   // When set, each packed weight is written here at once and kept only as its offset
   // (ConstTensor::stored_offset), and the source's pages are dropped from memory: a compile's
   // resident memory stays near one tensor instead of every packed copy plus the whole export.

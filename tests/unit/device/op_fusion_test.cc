@@ -5,6 +5,7 @@
 // - rotate_half rotary: the RotaryHalf kernel gives the unfused chain's bits; every rotate_half
 //   family runs two per layer (q and k) and no Neg; the interleaved style (GPT-J) keeps its ops.
 // - a Transpose that moves only size-1 axes (decode's heads <-> positions) is a view.
+// - Linears reading one input (q, k, v; gate, up) run as one Linear and a Split.
 // The fixtures' logits against HF (pipeline tests) run through the fused ops.
 #include <cmath>
 #include <filesystem>
@@ -176,6 +177,27 @@ TEST(RotaryFusion, InterleavedRotaryKeepsItsOps) {
   for (const auto& c : counts) {
     EXPECT_EQ(c.count("RotaryHalf"), 0u);
     EXPECT_GT(c.count("Neg"), 0u);
+  }
+}
+
+// Linears reading one input become one over their joined weights, then a Split. Parts keep
+// whole panels: every part but the last has a multiple of 64 outputs. With hidden 64 and
+// 2 kv heads of 16: llama joins q (64) + k (32) and leaves v (32) alone, joins gate + up;
+// BERT joins q, k, v with their biases; GPT-2's c_attn is one weight already.
+TEST(SiblingLinearFusion, LinearsOfOneInputRunAsOne) {
+  struct Want {
+    const char* name;
+    int linears_per_layer, splits_per_layer, other_linears;
+  };
+  for (const Want& w : {Want{"llama", 5, 2, 1}, Want{"qwen2", 5, 2, 1}, Want{"bert", 4, 1, 1}, Want{"gpt2", 4, 1, 1}}) {
+    const int layers = NumLayers(kFixtures / w.name);
+    const auto counts = CompiledOpCounts(w.name);
+    ASSERT_FALSE(counts.empty()) << w.name;
+    for (const auto& c : counts) {
+      EXPECT_EQ(c.count("Linear") ? c.at("Linear") : 0, w.linears_per_layer * layers + w.other_linears) << w.name;
+      EXPECT_EQ(c.count("Split") ? c.at("Split") : 0, w.splits_per_layer * layers) << w.name;
+      EXPECT_EQ(c.count("MatMul") ? c.at("MatMul") : 0, w.name == std::string("bert") ? 2 * layers : 0) << w.name;
+    }
   }
 }
 
