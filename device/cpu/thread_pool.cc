@@ -53,8 +53,12 @@ void ThreadPool::RunChunks() {
   while (true) {
     const int64_t c = next_chunk_.fetch_add(1, std::memory_order_acq_rel);
     if (c >= num_chunks_) return;
-    const int64_t begin = c * chunk_;
-    const int64_t end = std::min(n_, begin + chunk_);
+    // Chunk c holds q or q+1 grains (q = grains / chunks), the larger ones first: threads of
+    // equal speed then finish together (a 40-panel decode Linear in 7 chunks of 6 ran one
+    // thread 22 panels while the other ran 18).
+    const int64_t q = grains_ / num_chunks_, r = grains_ % num_chunks_;
+    const int64_t begin = (c * q + std::min(c, r)) * grain_;
+    const int64_t end = std::min(n_, begin + (q + (c < r ? 1 : 0)) * grain_);
     if (begin < end) (*fn_)(begin, end);
     done_chunks_.fetch_add(1, std::memory_order_acq_rel);
   }
@@ -100,13 +104,11 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
     if (spins > 1000) std::this_thread::yield();
   }
   // A few chunks per thread balance uneven progress without much counter traffic.
-  const int64_t chunks = std::min<int64_t>(int64_t{4} * threads, max_chunks);
-  int64_t chunk = (n + chunks - 1) / chunks;
-  chunk = (chunk + grain - 1) / grain * grain;
   fn_ = &fn;
   n_ = n;
-  chunk_ = chunk;
-  num_chunks_ = (n + chunk - 1) / chunk;
+  grain_ = grain;
+  grains_ = max_chunks;
+  num_chunks_ = std::min<int64_t>(int64_t{4} * threads, max_chunks);
   active_threads_ = threads;
   next_chunk_.store(0, std::memory_order_release);
   done_chunks_.store(0, std::memory_order_release);

@@ -30,11 +30,11 @@ class ThreadPool {
 
   int size() const { return num_threads_; }
 
-  // Splits [0, n) into contiguous chunks (multiples of `grain` except the last) and runs
-  // fn(begin, end) on them in parallel; returns when all are done. Threads take chunks from a
-  // shared counter, so a worker the OS has descheduled delays one small chunk, not a fixed half
-  // of the work. Calls from different threads (several models' schedulers) run one job at a
-  // time; a call from inside fn runs inline.
+  // Splits [0, n) into contiguous chunks of whole grains (but for the end of n), sizes within
+  // one grain of each other, and runs fn(begin, end) on them in parallel; returns when all are
+  // done. Threads take chunks from a shared counter, so a worker the OS has descheduled delays
+  // one small chunk, not a fixed half of the work. Calls from different threads (several
+  // models' schedulers) run one job at a time; a call from inside fn runs inline.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
   // While alive, ParallelFor calls made by this thread use at most `max_threads` threads
@@ -64,7 +64,7 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0, chunk_ = 0, num_chunks_ = 0;
+  int64_t n_ = 0, grain_ = 1, grains_ = 0, num_chunks_ = 0;
   int active_threads_ = 0;  // workers with index < this take part
   std::atomic<int64_t> next_chunk_{0};
   std::atomic<int64_t> done_chunks_{0};
