@@ -92,9 +92,9 @@ void ThreadPool::Worker(int index) {
 void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  const int64_t max_chunks = (n + grain - 1) / grain;
+  const int64_t grains = (n + grain - 1) / grain;
   const int threads = call_limit > 0 ? std::min(call_limit, num_threads_) : num_threads_;
-  if (threads == 1 || max_chunks == 1 || in_parallel) {
+  if (threads == 1 || grains == 1 || in_parallel) {
     fn(0, n);
     return;
   }
@@ -107,8 +107,8 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   fn_ = &fn;
   n_ = n;
   grain_ = grain;
-  grains_ = max_chunks;
-  num_chunks_ = std::min<int64_t>(int64_t{4} * threads, max_chunks);
+  grains_ = grains;
+  num_chunks_ = std::min<int64_t>(int64_t{4} * threads, grains);
   active_threads_ = threads;
   next_chunk_.store(0, std::memory_order_release);
   done_chunks_.store(0, std::memory_order_release);
