@@ -335,9 +335,15 @@ absl::Status Program::Validate(const std::string& label) {
           const int k = key_of(o);
           const int64_t a = keys[k].first, e = a + keys[k].second;
           if (e > a) {
+            // Tensors inside the written bytes are slices of it (views at an offset) and now
+            // hold valid bytes; tensors that only overlap them lost theirs.
             auto it = std::lower_bound(keys.begin(), keys.end(), std::make_pair(a - widest, int64_t{0}));
             for (; it != keys.end() && it->first < e; ++it) {
-              if (it->first + it->second > a && it - keys.begin() != k) state[it - keys.begin()] = j;
+              const size_t other = static_cast<size_t>(it - keys.begin());
+              if (it->first + it->second <= a || other == static_cast<size_t>(k)) continue;
+              const bool inside = it->first >= a && it->first + it->second <= e;
+              state[other] = inside ? kValid : j;
+              if (inside) written_as[other] = sp.tensors(o).dtype();
             }
           }
           state[k] = kValid;

@@ -161,6 +161,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     FuseGeluTanh(g);
     FuseRotaryHalf(g);
     ElideFullGather(g);
+    SplitAsViews(g);
     RetainState(g);
     EliminateDeadCode(g);
     const MemoryPlan plan = PlanMemory(g);

@@ -21,6 +21,7 @@ struct IrValue {
   ConstPtr constant;   // set for constants (initializers and folded values)
   int producer = -1;   // node index, -1 for inputs and constants
   int alias_of = -1;   // shares the storage of this value (a view: Reshape, Identity, ...)
+  int64_t alias_offset = 0;  // bytes into alias_of's storage (a slice view, SplitAsViews)
   bool host_input = false;
   int state = -1;      // retained-state index: this value IS the state buffer
 
@@ -55,6 +56,12 @@ struct IrGraph {
   int Root(int v) const {
     while (values[v].alias_of >= 0) v = values[v].alias_of;
     return v;
+  }
+  // Where v's bytes start in its root's storage.
+  int64_t RootOffset(int v) const {
+    int64_t off = 0;
+    for (; values[v].alias_of >= 0; v = values[v].alias_of) off += values[v].alias_offset;
+    return off;
   }
 };
 

@@ -249,7 +249,12 @@ absl::Status PackExperts(IrGraph& g, WeightCache& cache) {
 }
 
 bool IsView(const IrGraph& g, const IrNode& n) {
-  return n.op.type() == "Reshape" && !n.in.empty() && n.in[0] >= 0 && g.Root(n.out[0]) == g.Root(n.in[0]);
+  if (n.in.empty() || n.in[0] < 0 || n.out.empty()) return false;
+  if (n.op.type() == "Reshape") return g.Root(n.out[0]) == g.Root(n.in[0]);
+  if (n.op.type() != "Split") return false;
+  for (int o : n.out)
+    if (g.values[o].alias_of != n.in[0]) return false;
+  return true;
 }
 
 namespace {
@@ -768,6 +773,38 @@ void ElideFullGather(IrGraph& g) {
     n.op.set_type("Reshape");
     n.in = {n.in[0]};
     g.values[n.out[0]].alias_of = n.in[0];
+  }
+}
+
+void SplitAsViews(IrGraph& g) {
+  constexpr int64_t kAlign = 64;  // the runtime's arena alignment
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "Split" || n.in.empty() || n.in[0] < 0) continue;
+    const int in = n.in[0];
+    const IrValue& root = g.values[g.Root(in)];
+    // Only arena bytes: constants are folded and a retained-state buffer is not sliced.
+    if (root.constant || root.state >= 0) continue;
+    const device::Shape& shape = g.values[in].shape;
+    const int64_t axis = device::AttrInt(n.op, "axis", -1);
+    if (axis < 0 || axis >= static_cast<int64_t>(shape.size())) continue;
+    // The parts are contiguous when every axis before the split one has size 1.
+    bool contiguous = true;
+    for (int64_t d = 0; d < axis; ++d) contiguous &= shape[d] == 1;
+    if (!contiguous) continue;
+    std::vector<int64_t> offsets;
+    int64_t off = 0;
+    bool aligned = true;
+    for (int o : n.out) {
+      const IrValue& part = g.values[o];
+      aligned &= off % kAlign == 0 && part.dtype == g.values[in].dtype && part.alias_of < 0;
+      offsets.push_back(off);
+      off += static_cast<int64_t>(part.bytes());
+    }
+    if (!aligned || off != static_cast<int64_t>(g.values[in].bytes())) continue;
+    for (size_t i = 0; i < n.out.size(); ++i) {
+      g.values[n.out[i]].alias_of = in;
+      g.values[n.out[i]].alias_offset = offsets[i];
+    }
   }
 }
 

@@ -72,6 +72,10 @@ absl::StatusOr<qeff::v1::ProgramSpecialization> EmitSpecialization(const IrGraph
     t->set_dtype(val.dtype);
     for (int64_t d : val.shape) t->add_shape(d);
     t->set_bytes(static_cast<int64_t>(val.bytes()));
+    const int64_t slice = g.RootOffset(v);
+    if (slice != 0 && (root.constant || root.state >= 0)) {
+      return absl::InternalError(absl::StrCat(val.name, " is a slice view of a weight or state"));
+    }
     if (root.constant) {
       t->set_storage(qeff::v1::WEIGHT);
       QEFF_ASSIGN_OR_RETURN(int64_t off, weights.Add(*root.constant));
@@ -83,7 +87,7 @@ absl::StatusOr<qeff::v1::ProgramSpecialization> EmitSpecialization(const IrGraph
       auto off = plan.arena_offset.find(r);
       if (off == plan.arena_offset.end()) return absl::InternalError(absl::StrCat("no arena slot for ", val.name));
       t->set_storage(qeff::v1::ARENA);
-      t->set_offset(off->second);
+      t->set_offset(off->second + slice);
     }
     const int idx = sp.tensors_size() - 1;
     tensor_of[v] = idx;

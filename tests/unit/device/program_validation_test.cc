@@ -245,6 +245,35 @@ TEST_F(ProgramValidationTest, DataFlow) {
       absl::StatusCode::kDataLoss, {"specialization 'Decode'", "reads tensor"});
 }
 
+// Decode of one sequence splits the fused Linears' one output row by views at byte offsets:
+// tensors inside a written tensor's bytes are readable, a tensor reaching past them is not.
+TEST_F(ProgramValidationTest, SliceViewsReadOnlyWrittenBytes) {
+  int spec = -1, slice = -1, whole = -1;
+  for (int s = 0; s < original_->specializations_size() && slice < 0; ++s) {
+    const auto& sp = original_->specializations(s);
+    for (int t = 0; t < sp.tensors_size() && slice < 0; ++t) {
+      const auto& ti = sp.tensors(t);
+      for (int u = 0; u < sp.tensors_size(); ++u) {
+        const auto& w = sp.tensors(u);
+        if (ti.storage() == qeff::v1::ARENA && w.storage() == qeff::v1::ARENA && w.offset() < ti.offset() &&
+            ti.offset() + ti.bytes() <= w.offset() + w.bytes()) {
+          spec = s, slice = t, whole = u;
+          break;
+        }
+      }
+    }
+  }
+  ASSERT_GE(slice, 0) << "no slice view in any specialization";
+  EXPECT_EQ(original_->specializations(spec).tensors(whole).dtype(), original_->specializations(spec).tensors(slice).dtype());
+  ExpectRejected(
+      [&](auto& p) {
+        auto* sp = p.mutable_specializations(spec);
+        const auto& w = sp->tensors(whole);
+        sp->mutable_tensors(slice)->set_offset((w.offset() + w.bytes()) / 64 * 64);
+      },
+      absl::StatusCode::kDataLoss, {"reads tensor '" + original_->specializations(spec).tensors(slice).name() + "'"});
+}
+
 TEST_F(ProgramValidationTest, ResourceLimits) {
   device::Program::SetMemoryLimitForTesting(1 << 10);
   auto p = device::Program::Load(*dir_ / "qpc-ab12cd");
