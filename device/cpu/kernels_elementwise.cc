@@ -355,6 +355,37 @@ absl::Status UnaryKernel(const UnaryAttrs& a, const Tensors& in, const Tensors& 
   return absl::OkStatus();
 }
 
+// ---- SiluMul: (x · sigmoid(x)) · up (not ONNX: the compiler's FuseSiluMul) -------------------------
+
+absl::Status SiluMulRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
+  if (auto st = ExpectDType(in[0], "x", {qeff::v1::F32}); !st.ok()) return st;
+  if (auto st = ExpectLike(in[1], "up", qeff::v1::F32, in[0].shape); !st.ok()) return st;
+  return ExpectLike(out[0], "output", qeff::v1::F32, in[0].shape);
+}
+
+// The unfused chain's arithmetic in its order (Sigmoid, x · s, · up), so the bits match.
+absl::Status SiluMulKernel(const NoAttrs&, const Tensors& in, const Tensors& out, ThreadPool* pool) {
+  const float* x = in[0].as<float>();
+  const float* up = in[1].as<float>();
+  float* o = out[0].as<float>();
+  auto body = [&](int64_t b, int64_t e) {
+    constexpr int64_t kBlock = 1024;  // sigmoids of a block stay in L1 for the products
+    float s[kBlock];
+    for (int64_t i = b; i < e; i += kBlock) {
+      const int64_t m = std::min(kBlock, e - i);
+      SigmoidArray(x + i, s, m);
+      for (int64_t j = 0; j < m; ++j) {
+        const float silu = x[i + j] * s[j];
+        o[i + j] = silu * up[i + j];
+      }
+    }
+  };
+  const int64_t n = in[0].numel();
+  if (pool != nullptr && n >= kParallelElements) pool->ParallelFor(n, 4096, body);
+  else body(0, n);
+  return absl::OkStatus();
+}
+
 // ---- Not (bool), Cast (any type to any type, same shape) -----------------------------------------------
 
 absl::Status NotRule(const NoAttrs&, const Tensors& in, const Tensors& out) {
@@ -396,6 +427,7 @@ void RegisterElementwiseOps(OpRegistry& r) {
     r.Add(MakeOp<UnaryAttrs, ParseUnary, UnaryRule, UnaryKernel>(kUnaryOps[i].first, {1, 1}, {1, 1}, i));
   }
   r.Add(MakeOp<NoAttrs, ParseNoAttrs, WhereRule, WhereKernel>("Where", {3, 3}, {1, 1}));
+  r.Add(MakeOp<NoAttrs, ParseNoAttrs, SiluMulRule, SiluMulKernel>("SiluMul", {2, 2}, {1, 1}));
   r.Add(MakeOp<NoAttrs, ParseNoAttrs, NotRule, NotKernel>("Not", {1, 1}, {1, 1}));
   r.Add(MakeOp<NoAttrs, ParseNoAttrs, CastRule, CastKernel>("Cast", {1, 1}, {1, 1}));
 }

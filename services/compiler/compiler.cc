@@ -159,6 +159,7 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     FuseAttention(g);
     FuseTransposedB(g);
     FuseGeluTanh(g);
+    FuseSiluMul(g);
     FuseRotaryHalf(g);
     ElideFullGather(g);
     SplitAsViews(g);

@@ -710,6 +710,34 @@ void FuseGeluTanh(IrGraph& g) {
   }
 }
 
+void FuseSiluMul(IrGraph& g) {
+  auto consumers = Consumers(g);
+  for (auto& n : g.nodes) {
+    if (n.dead || n.op.type() != "Mul" || n.in.size() != 2) continue;
+    for (int order = 0; order < 2; ++order) {
+      const int silu = n.in[order], up = n.in[1 - order];
+      if (!PrivateValue(g, consumers, silu)) continue;
+      const IrNode* silu_op = LiveProducer(g, silu, "Mul");
+      if (silu_op == nullptr || silu_op->in.size() != 2) continue;
+      int x = -1;
+      for (int k = 0; k < 2 && x < 0; ++k) {
+        const int s = silu_op->in[1 - k];
+        const IrNode* sigmoid = LiveProducer(g, s, "Sigmoid");
+        if (sigmoid != nullptr && sigmoid->in[0] == silu_op->in[k] && PrivateValue(g, consumers, s)) x = silu_op->in[k];
+      }
+      if (x < 0 || up < 0) continue;
+      // Same shapes, no broadcast: the fused loop walks x, up and the output together.
+      const IrValue &xv = g.values[x], &uv = g.values[up], &ov = g.values[n.out[0]];
+      if (xv.dtype != qeff::v1::F32 || uv.dtype != qeff::v1::F32 || xv.shape != uv.shape || ov.shape != xv.shape) continue;
+      // The Sigmoid and the inner Mul lose their only reader; EliminateDeadCode drops them.
+      n.op.Clear();
+      n.op.set_type("SiluMul");
+      n.in = {x, up};
+      break;
+    }
+  }
+}
+
 void FuseRotaryHalf(IrGraph& g) {
   auto consumers = Consumers(g);
   auto private_value = [&](int v) { return PrivateValue(g, consumers, v); };

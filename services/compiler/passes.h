@@ -16,6 +16,8 @@
 //   FuseGeluTanh       the exporter's 8-op tanh-GELU chain (Pow, Mul, Add, Mul, Tanh, Add, Mul,
 //                      Mul with its exact constants) -> one GeluTanh op: one pass over the
 //                      activations instead of eight (a tenth of GPT-2's prefill was this chain)
+//   FuseSiluMul        (x · Sigmoid(x)) · up, the SwiGLU MLP's gate -> one SiluMul op: one pass
+//                      instead of three, with the chain's arithmetic (same bits)
 //   FuseRotaryHalf     the exporter's rotate_half rotary chain (Split, Neg, Concat, x·cos,
 //                      rot·sin, Add) over the whole head -> one RotaryHalf op (same arithmetic)
 //   ElideFullGather    CtxGather over every cache slot in order -> a view of the cache
@@ -62,6 +64,7 @@ absl::Status PackExperts(IrGraph& g, WeightCache& cache);
 void FuseAttention(IrGraph& g);
 void FuseTransposedB(IrGraph& g);
 void FuseGeluTanh(IrGraph& g);
+void FuseSiluMul(IrGraph& g);
 void FuseRotaryHalf(IrGraph& g);
 void ElideFullGather(IrGraph& g);
 void SplitAsViews(IrGraph& g);

@@ -5,7 +5,9 @@
 // - rotate_half rotary: the RotaryHalf kernel gives the unfused chain's bits; every rotate_half
 //   family runs two per layer (q and k) and no Neg; the interleaved style (GPT-J) keeps its ops.
 // - a Transpose that moves only size-1 axes (decode's heads <-> positions) is a view.
-// - Linears reading one input (q, k, v; gate, up) run as one Linear and a Split.
+// - Linears reading one input (q, k, v; gate, up) run as one Linear and a Split (views in decode).
+// - SwiGLU's (x · sigmoid(x)) · up: SiluMul gives the three ops' bits; every SiLU family runs
+//   one per layer and no Sigmoid.
 // The fixtures' logits against HF (pipeline tests) run through the fused ops.
 #include <cmath>
 #include <filesystem>
@@ -20,6 +22,7 @@
 #include "common/hf/model_folder.h"
 #include "common/util/files.h"
 #include "device/cpu/kernels.h"
+#include "device/cpu/thread_pool.h"
 #include "device/cpu/vector_math.h"
 #include "qeff/v1/program.pb.h"
 #include "services/compiler/compiler.h"
@@ -113,6 +116,53 @@ TEST(GeluFusion, OtherActivationsKeepTheirOps) {
     const auto counts = CompiledOpCounts(name);
     ASSERT_FALSE(counts.empty()) << name;
     for (const auto& c : counts) EXPECT_EQ(c.count("GeluTanh"), 0u) << name;
+  }
+}
+
+// SiluMul against the ops it replaces, run by their own kernels: Sigmoid, x · s, then · up.
+TEST(SiluMulKernel, GivesTheUnfusedChainsBits) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 4.0f);
+  device::ThreadPool pool(2);
+  // Tails of the vector loop and of the 1024-value blocks; the last one runs on the pool.
+  for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{1023}, int64_t{1025}, int64_t{70001}}) {
+    std::vector<float> x(static_cast<size_t>(n)), up(x.size()), s(x.size()), silu(x.size()), want(x.size()), got(x.size());
+    for (auto& v : x) v = d(rng);
+    for (auto& v : up) v = d(rng);
+    x[0] = n > 1 ? -90.0f : 0.0f;  // sigmoid underflows to 0
+    const device::Shape shape = {1, n};
+    auto run = [&](const char* type, std::vector<device::TensorRef> in, float* out) {
+      qeff::v1::Op op;
+      op.set_type(type);
+      auto st = device::RunKernel(op, in, {{out, qeff::v1::F32, shape}}, &pool);
+      ASSERT_TRUE(st.ok()) << type << ": " << st;
+    };
+    run("Sigmoid", {{x.data(), qeff::v1::F32, shape}}, s.data());
+    run("Mul", {{x.data(), qeff::v1::F32, shape}, {s.data(), qeff::v1::F32, shape}}, silu.data());
+    run("Mul", {{silu.data(), qeff::v1::F32, shape}, {up.data(), qeff::v1::F32, shape}}, want.data());
+    run("SiluMul", {{x.data(), qeff::v1::F32, shape}, {up.data(), qeff::v1::F32, shape}}, got.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "n = " << n << " i = " << i << " x = " << x[i];
+  }
+  // Operands of different shapes are refused, not broadcast.
+  std::vector<float> a(8), b(4), y(8);
+  qeff::v1::Op op;
+  op.set_type("SiluMul");
+  EXPECT_FALSE(device::RunKernel(op, {{a.data(), qeff::v1::F32, {8}}, {b.data(), qeff::v1::F32, {4}}},
+                                 {{y.data(), qeff::v1::F32, {8}}}, nullptr)
+                   .ok());
+}
+
+TEST(SiluMulFusion, SwiGluRunsOneOpPerLayer) {
+  for (const char* name : {"llama", "mistral", "qwen2", "phi3"}) {
+    const auto counts = CompiledOpCounts(name);
+    ASSERT_EQ(counts.size(), 2u) << name;
+    for (const auto& c : counts) {
+      EXPECT_EQ(c.count("SiluMul") ? c.at("SiluMul") : 0, NumLayers(kFixtures / name)) << name;
+      EXPECT_EQ(c.count("Sigmoid"), 0u) << name;
+    }
+  }
+  for (const char* name : {"gpt2", "falcon"}) {
+    for (const auto& c : CompiledOpCounts(name)) EXPECT_EQ(c.count("SiluMul"), 0u) << name;
   }
 }
 
