@@ -162,8 +162,8 @@ absl::StatusOr<CompileSummary> CompileCpu(const OnnxModel& model, const CompileO
     FuseSiluMul(g);
     FuseRotaryHalf(g);
     ElideFullGather(g);
-    SplitAsViews(g);
     RetainState(g);
+    SplitAsViews(g);  // after RetainState: a value it binds to a state buffer is not sliced
     EliminateDeadCode(g);
     const MemoryPlan plan = PlanMemory(g);
     progress("write", absl::StrCat(s.name, ": writing program and weights"), si, total);

@@ -810,8 +810,9 @@ void SplitAsViews(IrGraph& g) {
     if (n.dead || n.op.type() != "Split" || n.in.empty() || n.in[0] < 0) continue;
     const int in = n.in[0];
     const IrValue& root = g.values[g.Root(in)];
-    // Only arena bytes: constants are folded and a retained-state buffer is not sliced.
-    if (root.constant || root.state >= 0) continue;
+    // Only bytes an op writes in the arena: constants are folded, a retained-state buffer is
+    // not sliced, and the host writes its inputs whole (the loader checks what ops write).
+    if (root.constant || root.state >= 0 || root.host_input) continue;
     const device::Shape& shape = g.values[in].shape;
     const int64_t axis = device::AttrInt(n.op, "axis", -1);
     if (axis < 0 || axis >= static_cast<int64_t>(shape.size())) continue;

@@ -22,12 +22,12 @@
 //                      rot·sin, Add) over the whole head -> one RotaryHalf op (same arithmetic)
 //   ElideFullGather    CtxGather over every cache slot in order -> a view of the cache
 //                      (not CtxGatherCB: its rows come from batch_index at run time)
-//   SplitAsViews       a Split whose outputs are contiguous, 64-byte aligned slices of its input
-//                      (decode's one row: the fused qkv / gate_up Linear's parts, GPT-2's
-//                      c_attn) -> views at byte offsets into the input: no copy
 //   RetainState        new KV (CtxScatter / CtxScatterCB) written in place into the
 //                      retained-state buffer when safe,
 //                      otherwise copied there at the end of the call
+//   SplitAsViews       a Split whose outputs are contiguous, 64-byte aligned slices of its input
+//                      (decode's one row: the fused qkv / gate_up Linear's parts, GPT-2's
+//                      c_attn) -> views at byte offsets into the input: no copy
 //   EliminateDeadCode  drops nodes whose results nobody reads
 //   PlanMemory         static arena offsets from value lifetimes (views share storage)
 #pragma once
