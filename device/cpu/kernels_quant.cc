@@ -259,7 +259,7 @@ QEFF_VNNI void PanelVnni(const QuantizedRows& x, const uint8_t* panel, const uin
 // sum runs over the blocks in order, so the result is the same as PanelTile's.
 template <bool kInt4>
 QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint8_t* pb, const uint16_t* sa,
-                           const uint16_t* sb, float* y, const __mmask16* mask_b) {
+                           const uint16_t* sb, float* y, const __mmask16* mask_b, bool next_pair) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const int64_t blocks = QuantBlocks(x.k());
   const int8_t* q = x.q(0);
@@ -283,15 +283,20 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
       // Both panels' weights and block scales, kPrefetchBlocks ahead: without it the scale
       // stream's misses stall the block closes (the stack bench read 35 -> 45 GB/s on two cores).
       const int64_t ahead = b + kPrefetchBlocks;
+      // Past a panel's end its stream runs on into the next panel: b's into the next pair's
+      // first panel, a's into b (already read), so a's turns to the next pair's second panel.
+      const bool wrap = next_pair && ahead >= blocks;
+      const uint8_t* pa_ahead = wrap ? pa + 2 * (pb - pa) : pa;
+      const uint16_t* sa_ahead = wrap ? sa + 2 * (sb - sa) : sa;
       for (int h = 0; h < 2; ++h) {
-        Prefetch(sa + ahead * kPanel + 32 * h);
+        Prefetch(sa_ahead + ahead * kPanel + 32 * h);
         Prefetch(sb + ahead * kPanel + 32 * h);
       }
       for (int c = 0; c < 4; ++c) {
         const __m512i xl = Broadcast4(q + b * kQuantBlock + 8 * c);
         const __m512i xh = Broadcast4(q + b * kQuantBlock + 8 * c + 4);
         for (int v = 0; v < 4; ++v) {
-          Prefetch(pa + (ahead * 4 + c) * kGroupBytes + 64 * v);
+          Prefetch(pa_ahead + (ahead * 4 + c) * kGroupBytes + 64 * v);
           Prefetch(pb + (ahead * 4 + c) * kGroupBytes + 64 * v);
         }
         for (int i = 0; i < 8; ++i) {
@@ -374,8 +379,10 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
       __mmask16 mask_b[4];
       PanelColumnMasks(N - c0 - kPanel, mask_b);
       const uint8_t* next = panel + PanelBytes(int4, kp);
-      if (int4) RowPairVnni<true>(x, panel, next, block_scale, block_scale + blocks * kPanel, yp, mask_b);
-      else RowPairVnni<false>(x, panel, next, nullptr, nullptr, yp, mask_b);
+      // The next pair is this call's too: its first blocks can be fetched while this one ends.
+      const bool next_pair = p + 3 < p1;
+      if (int4) RowPairVnni<true>(x, panel, next, block_scale, block_scale + blocks * kPanel, yp, mask_b, next_pair);
+      else RowPairVnni<false>(x, panel, next, nullptr, nullptr, yp, mask_b, next_pair);
 #endif
       cols = std::min(2 * kPanel, N - c0);
     } else {
