@@ -121,8 +121,8 @@ QEFF_VNNI void QuantizeBlockAvx512(const float* x, int32_t offset, int8_t* q, fl
   *corr = -offset * sum;
 }
 
-// int4's one-row pass prefetches this many blocks ahead (measured best of 1, 2, 4, 6). int8 has
-// no scale stream and its weights stream as fast without it.
+// int4's one-row pass prefetches this many blocks ahead (measured best of 1, 2, 4, 6); int8's
+// weights stream as fast without it but for the start of the next pair of panels.
 constexpr int64_t kPrefetchBlocks = 2;
 
 // A hint only: addresses past the end of a panel are harmless.
@@ -256,7 +256,8 @@ QEFF_VNNI void PanelVnni(const QuantizedRows& x, const uint8_t* panel, const uin
 // One row against two panels at once (decode): two independent weight streams and twice the
 // independent accumulator chains of a one-panel pass (measured: a single stream left int8 at
 // ~70% of the read bandwidth on one core). Integer block sums are exact and each output's float
-// sum runs over the blocks in order, so the result is the same as PanelTile's.
+// sum runs over the blocks in order, so the result is the same as PanelTile's. `next_pair`: the
+// two panels after pb are this call's too, so the last blocks prefetch their first ones.
 template <bool kInt4>
 QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint8_t* pb, const uint16_t* sa,
                            const uint16_t* sb, float* y, const __mmask16* mask_b, bool next_pair) {
@@ -270,7 +271,16 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
     const __m512i o = _mm512_set1_epi32(x.offset(0)[b]);
     for (auto& a : acc) a = o;
     if constexpr (!kInt4) {
+      // The hardware prefetcher carries int8's streams, but not from one pair into the next:
+      // the last blocks fetch the next pair's first ones.
+      const int64_t ahead = b + kPrefetchBlocks - blocks;  // >= 0: a block of the next pair
       for (int g = 0; g < 8; ++g) {
+        if (next_pair && ahead >= 0) {
+          for (int v = 0; v < 4; ++v) {
+            Prefetch(pb + (pb - pa) + (ahead * 8 + g) * kGroupBytes + 64 * v);
+            Prefetch(pb + 2 * (pb - pa) + (ahead * 8 + g) * kGroupBytes + 64 * v);
+          }
+        }
         const __m512i xb = Broadcast4(q + b * kQuantBlock + 4 * g);
         const uint8_t* wa = pa + (b * 8 + g) * kGroupBytes;
         const uint8_t* wb = pb + (b * 8 + g) * kGroupBytes;
