@@ -122,7 +122,7 @@ QEFF_VNNI void QuantizeBlockAvx512(const float* x, int32_t offset, int8_t* q, fl
 }
 
 // int4's one-row pass prefetches this many blocks ahead (measured best of 1, 2, 4, 6); int8's
-// weights stream as fast without it but for the start of the next pair of panels.
+// weights stream as fast without prefetching, except into the next pair of panels.
 constexpr int64_t kPrefetchBlocks = 2;
 
 // A hint only: addresses past the end of a panel are harmless.
