@@ -264,6 +264,9 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const int64_t blocks = QuantBlocks(x.k());
   const int8_t* q = x.q(0);
+  // The next pair's panels (read only through prefetches, when `next_pair`).
+  const uint8_t* next_a = pb + (pb - pa);
+  const uint8_t* next_b = next_a + (pb - pa);
   __m512 ysum[8];
   for (auto& v : ysum) v = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
@@ -277,8 +280,8 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
       for (int g = 0; g < 8; ++g) {
         if (next_pair && ahead >= 0) {
           for (int v = 0; v < 4; ++v) {
-            Prefetch(pb + (pb - pa) + (ahead * 8 + g) * kGroupBytes + 64 * v);
-            Prefetch(pb + 2 * (pb - pa) + (ahead * 8 + g) * kGroupBytes + 64 * v);
+            Prefetch(next_a + (ahead * 8 + g) * kGroupBytes + 64 * v);
+            Prefetch(next_b + (ahead * 8 + g) * kGroupBytes + 64 * v);
           }
         }
         const __m512i xb = Broadcast4(q + b * kQuantBlock + 4 * g);
@@ -296,7 +299,7 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
       // Past a panel's end its stream runs on into the next panel: b's into the next pair's
       // first panel, a's into b (already read), so a's turns to the next pair's second panel.
       const bool wrap = next_pair && ahead >= blocks;
-      const uint8_t* pa_ahead = wrap ? pa + 2 * (pb - pa) : pa;
+      const uint8_t* pa_ahead = wrap ? next_a : pa;  // next_a + `ahead` blocks is inside next_b
       const uint16_t* sa_ahead = wrap ? sa + 2 * (sb - sa) : sa;
       for (int h = 0; h < 2; ++h) {
         Prefetch(sa_ahead + ahead * kPanel + 32 * h);

@@ -20,6 +20,8 @@
 namespace qeff::compiler {
 namespace {
 
+constexpr int64_t kArenaAlign = 64;  // the runtime's alignment of arena tensors (PlanMemory, slices)
+
 // consumers[v] = live nodes reading value v.
 std::vector<std::vector<int>> Consumers(const IrGraph& g) {
   std::vector<std::vector<int>> c(g.values.size());
@@ -805,7 +807,6 @@ void ElideFullGather(IrGraph& g) {
 }
 
 void SplitAsViews(IrGraph& g) {
-  constexpr int64_t kAlign = 64;  // the runtime's arena alignment
   for (auto& n : g.nodes) {
     if (n.dead || n.op.type() != "Split" || n.in.empty() || n.in[0] < 0) continue;
     const int in = n.in[0];
@@ -825,7 +826,7 @@ void SplitAsViews(IrGraph& g) {
     bool aligned = true;
     for (int o : n.out) {
       const IrValue& part = g.values[o];
-      aligned &= off % kAlign == 0 && part.dtype == g.values[in].dtype && part.alias_of < 0;
+      aligned &= off % kArenaAlign == 0 && part.dtype == g.values[in].dtype && part.alias_of < 0;
       offsets.push_back(off);
       off += static_cast<int64_t>(part.bytes());
     }
@@ -902,7 +903,6 @@ void EliminateDeadCode(IrGraph& g) {
 
 MemoryPlan PlanMemory(const IrGraph& g) {
   constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
-  constexpr int64_t kAlign = 64;
   struct Interval {
     int root;
     int64_t start, end, bytes;
@@ -940,12 +940,12 @@ MemoryPlan PlanMemory(const IrGraph& g) {
   MemoryPlan plan;
   std::vector<std::pair<Interval, int64_t>> placed;
   for (const auto& cur : order) {
-    const int64_t size = (std::max<int64_t>(cur.bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    const int64_t size = (std::max<int64_t>(cur.bytes, 1) + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
     // Blocks alive at the same time, by offset; take the first gap that fits.
     std::vector<std::pair<int64_t, int64_t>> busy;
     for (const auto& [p, off] : placed) {
       if (p.start <= cur.end && cur.start <= p.end) {
-        busy.emplace_back(off, off + (std::max<int64_t>(p.bytes, 1) + kAlign - 1) / kAlign * kAlign);
+        busy.emplace_back(off, off + (std::max<int64_t>(p.bytes, 1) + kArenaAlign - 1) / kArenaAlign * kArenaAlign);
       }
     }
     std::sort(busy.begin(), busy.end());
