@@ -1,5 +1,6 @@
 // Memory read bandwidth of this machine (the roofline for decode): sums a 1 GiB float array with
-// 1..N threads, best of 5. Usage: qeff-membw [GiB=1]
+// 1..N threads (or THREADS only), best of 5. Usage: qeff-membw [GiB=1] [THREADS]
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -9,8 +10,10 @@
 
 int main(int argc, char** argv) {
   const double gib = argc > 1 ? std::atof(argv[1]) : 1.0;
-  if (!(gib > 0 && gib <= 64)) {
-    std::fprintf(stderr, "usage: qeff-membw [GiB in (0, 64]]\n");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const int only = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (!(gib > 0 && gib <= 64) || argc > 3 || (argc > 2 && (only < 1 || only > static_cast<int>(cores)))) {
+    std::fprintf(stderr, "usage: qeff-membw [GiB in (0, 64]] [THREADS in 1..%u]\n", cores);
     return 2;
   }
   const size_t n = static_cast<size_t>(gib * (1ull << 30) / sizeof(float));
@@ -19,11 +22,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot allocate %zu bytes\n", n * sizeof(float));
     return 1;
   }
-  const unsigned max_threads = std::max(1u, std::thread::hardware_concurrency());
   std::printf("{\"bytes\": %zu, \"read_gb_per_s\": {", n * sizeof(float));
-  for (unsigned t = 1; t <= max_threads; ++t) {
+  const unsigned first = only > 0 ? only : 1, last = only > 0 ? only : cores;
+  for (unsigned t = first; t <= last; ++t) {
     const double best = qeff::bench::MeasureReadBandwidthGBs(data, static_cast<int>(t), 5);
-    std::printf("%s\"%u\": %.1f", t > 1 ? ", " : "", t, best);
+    std::printf("%s\"%u\": %.1f", t > first ? ", " : "", t, best);
   }
   std::printf("}}\n");
   return 0;

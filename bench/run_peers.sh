@@ -2,8 +2,10 @@
 # qeff against its peers on this CPU, measured side by side in one interleaved run (this VM's
 # bandwidth drifts too much for numbers from different runs to compare): qeff, llama.cpp (the npm
 # package node-llama-cpp's prebuilt CPU build, on GGUF files written by qeff-gguf-writer from the
-# same random safetensors) and onnxruntime (fp32, on qeff's exported graph), with the bandwidth
-# probe between runs. Models: GPT-2-124M and TinyLlama-1.1B shapes, random weights.
+# same random safetensors) and onnxruntime (fp32, on qeff's exported graph). qeff and llama.cpp
+# both probe the read bandwidth (qeff-membw's loop) just before and after every decode run, and
+# each run's roofline share uses those probes. Models: GPT-2-124M and TinyLlama-1.1B shapes,
+# random weights.
 #
 #   bash bench/run_peers.sh BUILD_DIR OUT_JSON           # table + OUT_JSON rows (see bench/peers/report.js)
 #   bash bench/run_peers.sh BUILD_DIR OUT_JSON --check   # greedy tokens: qeff fp32 == GGUF F32 and F16
@@ -117,10 +119,6 @@ run() {
   [ $status -eq 0 ] || echo "   failed: $(tail -n 1 "$WORK/stderr")"
 }
 
-probe() {  # probe KEY THREADS
-  run "{\"kind\":\"membw\",\"key\":\"$1\",\"threads\":$2}" -- "$BUILD/bench/qeff-membw" 1
-}
-
 qeff() {  # qeff MODEL_NAME MODEL_DIR DTYPE THREADS STEPS KEY [decode-bench flags...]
   local name=$1 dir=$2 dtype=$3 threads=$4 steps=$5 key=$6
   shift 6
@@ -133,7 +131,8 @@ qeff() {  # qeff MODEL_NAME MODEL_DIR DTYPE THREADS STEPS KEY [decode-bench flag
 llama() {  # llama MODEL_NAME GGUF DTYPE THREADS STEPS KEY EXTRA_FIELDS PREFILL_LIST
   echo "== llama.cpp $1 $(basename "$2"), $4 threads"
   run "{\"kind\":\"llama.cpp\",\"key\":\"$6\",\"model\":\"$1\",\"weight_dtype\":\"$3\",\"threads\":$4$7}" --gguf "$2.json" -- \
-    node bench/peers/llama_bench.js --model "$2" --threads "$4" --ctx "$CTX" --prompt $PROMPT --steps "$5" --prefill "$8"
+    node bench/peers/llama_bench.js --model "$2" --threads "$4" --ctx "$CTX" --prompt $PROMPT --steps "$5" --prefill "$8" \
+      --probe "$BUILD/bench/qeff-membw"
 }
 
 if [ "$CHECK" = 1 ]; then
@@ -162,18 +161,14 @@ for name in $MODELS; do
     gguf=$(write_gguf "$dir" "$name" "$(gguf_type "$dtype")")
     for t in $THREADS; do
       key="$name|$dtype|$t"
-      probe "$key" "$t"
       qeff "$name" "$dir" "$dtype" "$t" "$STEPS" "$key" "${PREFILL_FLAGS[@]}"
-      probe "$key" "$t"
       llama "$name" "$gguf" "$dtype" "$t" "$STEPS" "$key" "" "$PREFILL_LIST"
-      probe "$key" "$t"
       if [ "$dtype" = fp32 ] && [ $ORT = 1 ] && [ -f "$WORK/qeff-$name/export/model.onnx" ]; then
         cp "$dir/config.json" "$WORK/qeff-$name/export/"
         echo "== onnxruntime $name fp32, $t threads"
         run "{\"kind\":\"onnxruntime\",\"key\":\"$key\",\"model\":\"$name\",\"weight_dtype\":\"fp32\",\"threads\":$t}" -- \
           env NODE_PATH=tests/node/node_modules node bench/node/ort_decode_bench.js "$WORK/qeff-$name/export" "$CTX" \
           "$STEPS" "$t" "$PREFILL_LIST"
-        probe "$key" "$t"
       fi
     done
     [ -n "${PEERS_WORK:-}" ] || rm -f "$gguf" "$gguf.json"

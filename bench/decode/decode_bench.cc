@@ -5,7 +5,10 @@
 //   qeff-decode-bench --model DIR [--ctx 256] [--prompt 32] [--steps 128] [--weight-dtype fp32|bf16|int8|int4]
 //                     [--threads 0] [--bandwidth-gbs X] [--work-dir DIR [--reuse-export]]
 //                     [--prefill-tokens N ...]
-// Prints one JSON object. Without --bandwidth-gbs it measures read bandwidth itself. The prompt
+// Prints one JSON object. Decode runs 5 times: `decode_tokens_per_s` is the best run's speed;
+// each run's share of the roofline divides by the mean of the bandwidth probes taken just before
+// and just after it (`decode_runs`), and `fraction_of_roofline` is the median run's share.
+// --bandwidth-gbs X replaces the probes by a fixed bandwidth. The prompt
 // is the token ids 100, 101, ...; `generated_token_ids` are the greedy tokens after it (so other
 // runtimes can be checked against them). Each --prefill-tokens N reports
 // `prefill_tokens_per_s[N]` for one prefill call on N tokens (best of 3): N = --prompt runs on the
@@ -157,21 +160,27 @@ int main(int argc, char** argv) {
   (void)qeff::runner::Generate(**session, req, [](int32_t) { return true; });  // warm-up
   req.max_new_tokens = steps;
   (void)(*session)->TakeProfile();
-  // This VM's bandwidth drifts by tens of percent between seconds: alternate decode runs with
-  // bandwidth probes and keep the best of each, so the ratio compares like with like.
+  // This VM's bandwidth drifts by tens of percent between seconds: every decode run sits between
+  // two bandwidth probes and its share of the roofline uses their mean, so a drift moves both
+  // sides of the ratio alike. The reported share is the median run's; the speed, the best run's.
+  constexpr int kRuns = 5;
   absl::StatusOr<qeff::runner::GenerationResult> r;
   qeff::bench::HugeBuffer buffer(bw > 0 ? 0 : size_t{1} << 30);
-  double measured_bw = 0;
-  for (int rep = 0; rep < 3; ++rep) {
+  auto probe = [&] { return bw > 0 ? bw : qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 5); };
+  std::vector<double> run_tps, run_bw;
+  double before = probe();
+  for (int rep = 0; rep < kRuns; ++rep) {
     auto run = qeff::runner::Generate(**session, req, [](int32_t) { return true; });
     if (!run.ok()) {
       std::fprintf(stderr, "generate: %s\n", run.status().ToString().c_str());
       return 1;
     }
+    const double after = probe();
+    run_tps.push_back(run->stats.decode_tokens_per_s);
+    run_bw.push_back((before + after) / 2);
+    before = after;
     if (!r.ok() || run->stats.decode_tokens_per_s > r->stats.decode_tokens_per_s) r = std::move(run);
-    if (bw <= 0) measured_bw = std::max(measured_bw, qeff::bench::MeasureReadBandwidthGBs(buffer, threads, 5));
   }
-  if (bw <= 0) bw = measured_bw;
   const std::string profile = (*session)->TakeProfile();
 
   // Prefill speed: one prefill call of N tokens, best of 3 after a warm-up. A prompt of the
@@ -217,6 +226,19 @@ int main(int argc, char** argv) {
   const DecodeBytes read = DecodeReadBytes(work / "qpc");
   const int64_t wbytes = read.weights;
   const double per_token = static_cast<double>(read.weights + read.state);
+  nlohmann::json runs = nlohmann::json::array();
+  std::vector<int> order(kRuns);
+  for (int i = 0; i < kRuns; ++i) {
+    order[i] = i;
+    runs.push_back({{"tokens_per_s", run_tps[i]},
+                    {"read_bandwidth_gb_per_s", run_bw[i]},
+                    {"fraction_of_roofline", run_tps[i] * per_token / (run_bw[i] * 1e9)}});
+  }
+  auto share = [&](int i) { return run_tps[i] / run_bw[i]; };
+  std::nth_element(order.begin(), order.begin() + kRuns / 2, order.end(),
+                   [&](int a, int b) { return share(a) < share(b); });
+  const int median = order[kRuns / 2];
+  bw = run_bw[median];
   const double roofline = bw * 1e9 / per_token;
   nlohmann::json out = {
       {"model", model},
@@ -235,7 +257,8 @@ int main(int argc, char** argv) {
       {"effective_gb_per_s", r->stats.decode_tokens_per_s * per_token / 1e9},
       {"read_bandwidth_gb_per_s", bw},
       {"roofline_tokens_per_s", roofline},
-      {"fraction_of_roofline", r->stats.decode_tokens_per_s / roofline},
+      {"fraction_of_roofline", run_tps[median] / roofline},
+      {"decode_runs", runs},
       {"prefill_tokens_per_s", prefill},
       {"generated_token_ids", r->tokens}};
   std::printf("%s\n", out.dump(2).c_str());

@@ -1,24 +1,28 @@
 // llama.cpp's side of bench/run_peers.sh, through node-llama-cpp's prebuilt CPU build (the npm
 // package ships the binaries; nothing is built or downloaded at run time):
 //   node llama_bench.js --model FILE.gguf --threads N [--ctx 256] [--prompt 32] [--steps 64] [--prefill 32,512]
+//                       [--probe QEFF_MEMBW]
 // Prints one JSON object: decode tokens/s (after the first generated token, over `steps`
-// tokens, greedy, best of 3, after a `prompt`-token prompt, in a context of `ctx` tokens),
+// tokens, greedy, best of 5, after a `prompt`-token prompt, in a context of `ctx` tokens);
+// with --probe, `decode_runs` gives each run's speed and the mean of the read bandwidths that
+// program measured just before and just after it (as qeff-decode-bench does for qeff);
 // prefill tokens/s per prompt length (one batch of N tokens on an empty cache of N + 16, best
 // of 3 after a warm-up) and the greedy tokens of the decode run: the shapes qeff-decode-bench
 // compiles. llama.cpp's other defaults stay (f16 KV cache, flash attention "auto"). Prompts are
 // the token ids 100, 101, ..., as in qeff-decode-bench, so the greedy tokens can be compared.
 import {getLlama, LlamaLogLevel} from 'node-llama-cpp';
+import {execFileSync} from 'node:child_process';
 import {readFileSync} from 'node:fs';
 import {parseArgs} from 'node:util';
 
 const {values: args} = parseArgs({options: {
   model: {type: 'string'}, threads: {type: 'string'}, prompt: {type: 'string', default: '32'},
   steps: {type: 'string', default: '64'}, prefill: {type: 'string', default: ''},
-  ctx: {type: 'string', default: '256'},
+  ctx: {type: 'string', default: '256'}, probe: {type: 'string', default: ''},
 }});
 if (!args.model || !args.threads) {
   console.error('usage: node llama_bench.js --model FILE.gguf --threads N [--ctx 256] [--prompt 32] [--steps 64]' +
-      ' [--prefill 32,512]');
+      ' [--prefill 32,512] [--probe QEFF_MEMBW]');
   process.exit(2);
 }
 const threads = parseInt(args.threads, 10);
@@ -58,10 +62,19 @@ async function prefill(n) {
   return n / (now() - t0);
 }
 
+// Read bandwidth with this many threads, from qeff-membw (null without --probe).
+const probe = () => (args.probe ?
+  JSON.parse(execFileSync(args.probe, ['1', String(threads)], {encoding: 'utf8'})).read_gb_per_s[String(threads)] : null);
+
 await decode();  // warm-up: pages the weights in
 let best = null;
-for (let rep = 0; rep < 3; ++rep) {
+const decodeRuns = [];
+let before = probe();
+for (let rep = 0; rep < 5; ++rep) {
   const run = await decode();
+  const after = probe();
+  decodeRuns.push({tokens_per_s: run.tokensPerS, read_bandwidth_gb_per_s: before === null ? null : (before + after) / 2});
+  before = after;
   if (!best || run.tokensPerS > best.tokensPerS) best = run;
 }
 const prefillTokensPerS = {};
@@ -79,7 +92,7 @@ console.log(JSON.stringify({
   runtime: 'node-llama-cpp ' + pkg.version,
   threads, context_size: contextSize, flash_attention: flashAttention,
   prompt_tokens: promptLen, decode_steps: steps,
-  decode_tokens_per_s: best.tokensPerS, prefill_tokens_per_s: prefillTokensPerS,
+  decode_tokens_per_s: best.tokensPerS, decode_runs: decodeRuns, prefill_tokens_per_s: prefillTokensPerS,
   generated_token_ids: best.tokens,
 }));
 await context.dispose();

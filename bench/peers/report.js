@@ -4,13 +4,14 @@
 //   node report.js bench RAW.jsonl OUT_JSON   -> rows {model, runtime, weight_dtype, threads,
 //       decode_tokens_per_s, prefill_tokens_per_s_32, prefill_tokens_per_s_512, roofline_fraction, ...}
 //   node report.js check RAW.jsonl OUT_JSON   -> greedy-token agreement; exits 1 on a required mismatch
-// Raw records: {kind: "membw", key, gbs}, {kind: "qeff"|"llama.cpp"|"onnxruntime", key, model,
-// weight_dtype, threads, result | error, gguf (llama.cpp: the writer's summary)}; `key` groups
-// one model x dtype x threads. A group's bandwidth is the best probe taken around its runs (and
-// qeff-decode-bench's own), so every runtime's roofline fraction uses the same number:
-//   roofline_fraction = decode tokens/s x bytes read per token / bandwidth, where the bytes are
-//   qeff-decode-bench's (weights as compiled + the fp32 KV cache over ctx) for qeff, and the GGUF
-//   file's weight bytes per token + llama.cpp's f16 KV cache over its context for llama.cpp.
+// Raw records: {kind: "qeff"|"llama.cpp"|"onnxruntime", key, model, weight_dtype, threads,
+// result | error, gguf (llama.cpp: the writer's summary)}; `key` groups one model x dtype x threads.
+// This VM's read bandwidth drifts by tens of percent between seconds, so qeff and llama.cpp each
+// probe it just before and just after every decode run (`result.decode_runs`), and
+//   roofline_fraction = the median over runs of tokens/s x bytes read per token / that run's bandwidth,
+// where the bytes are qeff-decode-bench's (weights as compiled + the fp32 KV cache over ctx) for
+// qeff, and the GGUF file's weight bytes per token + llama.cpp's f16 KV cache over its context
+// for llama.cpp. `read_bandwidth_gb_per_s` is the median run's bandwidth.
 import {appendFileSync, readFileSync, writeFileSync} from 'node:fs';
 
 const [mode, rawPath, outPath] = process.argv.slice(2);
@@ -28,36 +29,36 @@ function add([fields, stdoutPath, stderrPath, status, ggufPath]) {
     const err = readFileSync(stderrPath, 'utf8').trim().split('\n').filter((l) => l.trim());
     r.error = `exit ${status}: ` + err.slice(-3).join(' | ');
   }
-  if (r.kind === 'membw') {
-    r.gbs = r.result ? r.result.read_gb_per_s[String(r.threads)] : null;
-    delete r.result;
-  }
   if (ggufPath) r.gguf = JSON.parse(readFileSync(ggufPath, 'utf8'));
   appendFileSync(rawPath, JSON.stringify(r) + '\n');
 }
 
+// The median decode run's {fraction, gbs}: each run's tokens/s x bytes over its own bandwidth.
+function medianRun(runs, bytes) {
+  const shares = (runs || []).filter((x) => x.tokens_per_s && x.read_bandwidth_gb_per_s)
+      .map((x) => ({fraction: x.tokens_per_s * bytes / (x.read_bandwidth_gb_per_s * 1e9), gbs: x.read_bandwidth_gb_per_s}))
+      .sort((a, b) => a.fraction - b.fraction);
+  return shares.length ? shares[Math.floor(shares.length / 2)] : {fraction: null, gbs: null};
+}
+
 function bench() {
   const records = readRecords();
-  const bw = {};
-  for (const r of records) {
-    const g = r.kind === 'membw' ? r.gbs : r.kind === 'qeff' && r.result ? r.result.read_bandwidth_gb_per_s : 0;
-    if (g) bw[r.key] = Math.max(bw[r.key] || 0, g);
-  }
   const rows = [];
-  for (const r of records.filter((x) => x.kind !== 'membw')) {
+  for (const r of records) {
     const res = r.result || {};
     const pre = res.prefill_tokens_per_s || {};
     let bytes = null;
     if (r.kind === 'qeff' && r.result) bytes = res.weight_bytes_per_token + res.kv_cache_bytes_per_token;
     if (r.kind === 'llama.cpp' && r.result) bytes = r.gguf.weight_bytes_per_token + r.gguf.kv_f16_bytes_per_position * res.context_size;
     const decode = r.result ? res.decode_tokens_per_s : null;
+    const median = bytes ? medianRun(res.decode_runs, bytes) : {fraction: null, gbs: null};
     const row = {
       model: r.model, runtime: r.kind, weight_dtype: r.weight_dtype, threads: r.threads,
       decode_tokens_per_s: decode,
       prefill_tokens_per_s_32: pre['32'] ?? null,
       prefill_tokens_per_s_512: pre['512'] ?? null,
-      roofline_fraction: decode && bytes && bw[r.key] ? decode * bytes / (bw[r.key] * 1e9) : null,
-      bytes_per_token: bytes, read_bandwidth_gb_per_s: bw[r.key] ?? null, other_cpu_cores: r.other_cpu_cores,
+      roofline_fraction: median.fraction,
+      bytes_per_token: bytes, read_bandwidth_gb_per_s: median.gbs, other_cpu_cores: r.other_cpu_cores,
     };
     if (r.kind === 'llama.cpp') row.gguf_type = GGUF_NAME[r.weight_dtype];
     if (r.result && res.runtime) row.version = res.runtime;
