@@ -3,12 +3,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "device/cpu/kernels_linalg.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace qeff::device {
@@ -19,6 +24,8 @@ constexpr int64_t kGroupBytes = kPanel * 4;    // one input group (4 int8 or 8 i
 constexpr int32_t kInt8Offset = 128, kInt4Offset = 8;
 
 std::atomic<bool> g_portable{false};
+std::atomic<bool> g_emulate_amx{false};
+std::atomic<int64_t> g_emulated_dots{0};  // tdpbsud run by EmulatedTiles (tests: the path was taken)
 
 int64_t PanelBytes(bool int4, int64_t kp) { return int4 ? kp / 8 * kGroupBytes : kp / 4 * kGroupBytes; }
 
@@ -332,6 +339,208 @@ QEFF_VNNI void RowPairVnni(const QuantizedRows& x, const uint8_t* pa, const uint
   }
   for (int i = 0; i < 8; ++i) _mm512_mask_storeu_ps(y + 16 * i, i < 4 ? __mmask16{0xffff} : mask_b[i - 4], ysum[i]);
 }
+
+// ---- AMX (Intel Sapphire Rapids and later): prefill's integer block sums on tiles ----------
+//
+// tdpbsud adds a tile of 16 rows x 32 signed bytes (one block of 16 quantized input rows) times
+// a tile of 8 rows x 64 unsigned bytes (those 32 inputs of 16 outputs, 4 per output per row:
+// exactly a 64-byte slice of 8 consecutive int8 input groups of a panel, at a stride of 256)
+// into 16 x 16 int32 sums: 8192 multiply-adds per instruction. int4 panels are unpacked per
+// block into that layout first (low nibbles are inputs 8c..8c+3, high ones 8c+4..8c+7), once
+// for every 16 rows that use them. The integer sums are the ones vpdpbusd computes, and each
+// block closes with the same fused multiply-add per output, so the results are bit-identical to
+// PanelTile's and the portable loop's. Tiles: tmm0-3 the sums of the panel's 4 column groups,
+// tmm4 the activations, tmm5/tmm6 the weights (alternating, so a load overlaps the previous dot).
+
+// LDTILECFG's 64-byte operand.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};  // bytes per row of tmm0..15
+  uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+TileConfig BlockTileConfig() {
+  TileConfig c;
+  for (int t = 0; t < 4; ++t) c.rows[t] = 16, c.colsb[t] = 64;  // 16 x 16 int32 sums
+  c.rows[4] = 16, c.colsb[4] = kQuantBlock;                        // 16 rows x 32 inputs
+  for (int t = 5; t < 7; ++t) c.rows[t] = kQuantBlock / 4, c.colsb[t] = 64;  // 8 groups x 16 outputs
+  return c;
+}
+
+// The instructions themselves. GCC's _tile_* macros paste their tile number into the mnemonic, so
+// a template parameter cannot name it; "%c" prints the constant instead. Loads clobber memory so
+// the compiler finishes the stores they read (unpacked int4 weights) before them.
+struct HardwareTiles {
+  static void Configure(const TileConfig& c) { asm volatile("ldtilecfg %0" ::"m"(c) : "memory"); }
+  static void Release() { asm volatile("tilerelease" ::: "memory"); }
+  template <int T>
+  static void Load(const void* p, int64_t stride) {
+    asm volatile("tileloadd (%0,%1,1), %%tmm%c2" ::"r"(p), "r"(stride), "i"(T) : "memory");
+  }
+  template <int T>
+  static void Zero() { asm volatile("tilezero %%tmm%c0" ::"i"(T)); }
+  // tmm C += tmm A (signed bytes) . tmm B (unsigned bytes), in groups of 4.
+  template <int C, int A, int B>
+  static void DotSignedUnsigned() { asm volatile("tdpbsud %%tmm%c0, %%tmm%c1, %%tmm%c2" ::"i"(B), "i"(A), "i"(C)); }
+  template <int T>
+  static void Store(void* p, int64_t stride) {
+    asm volatile("tilestored %%tmm%c2, (%0,%1,1)" ::"r"(p), "r"(stride), "i"(T) : "memory");
+  }
+};
+
+// The same instructions as the Intel SDM defines them, on per-thread arrays: tests run the AMX
+// kernel's data movement on hosts without AMX. Shapes a real tdpbsud would fault on abort.
+struct EmulatedTiles {
+  struct State {
+    TileConfig config;
+    uint8_t tile[8][16][64];
+  };
+  static State& state() {
+    static thread_local State s;
+    return s;
+  }
+  static void Configure(const TileConfig& c) {
+    state().config = c;
+    std::memset(state().tile, 0, sizeof(state().tile));
+  }
+  static void Release() { Configure(TileConfig{}); }
+  template <int T>
+  static void Load(const void* p, int64_t stride) {
+    State& s = state();
+    for (int r = 0; r < 16; ++r) {
+      for (int c = 0; c < 64; ++c) {
+        const bool in = r < s.config.rows[T] && c < s.config.colsb[T];
+        s.tile[T][r][c] = in ? static_cast<const uint8_t*>(p)[r * stride + c] : 0;
+      }
+    }
+  }
+  template <int T>
+  static void Zero() { std::memset(state().tile[T], 0, sizeof(state().tile[T])); }
+  template <int C, int A, int B>
+  static void DotSignedUnsigned() {
+    State& s = state();
+    const TileConfig& c = s.config;
+    if (c.rows[C] != c.rows[A] || c.colsb[A] / 4 != c.rows[B] || c.colsb[B] != c.colsb[C] || c.colsb[A] % 4 != 0 ||
+        c.colsb[C] % 4 != 0) {
+      std::fprintf(stderr, "EmulatedTiles: tdpbsud on mismatched tile shapes (a real one raises #UD)\n");
+      std::abort();
+    }
+    g_emulated_dots.fetch_add(1, std::memory_order_relaxed);
+    for (int m = 0; m < c.rows[C]; ++m) {
+      for (int n = 0; n < c.colsb[C] / 4; ++n) {
+        int32_t sum;
+        std::memcpy(&sum, &s.tile[C][m][4 * n], 4);
+        for (int k = 0; k < c.colsb[A] / 4; ++k) {
+          for (int i = 0; i < 4; ++i) sum += int32_t{static_cast<int8_t>(s.tile[A][m][4 * k + i])} * s.tile[B][k][4 * n + i];
+        }
+        std::memcpy(&s.tile[C][m][4 * n], &sum, 4);
+      }
+    }
+  }
+  template <int T>
+  static void Store(void* p, int64_t stride) {
+    const State& s = state();
+    for (int r = 0; r < s.config.rows[T]; ++r) std::memcpy(static_cast<uint8_t*>(p) + r * stride, s.tile[T][r], s.config.colsb[T]);
+  }
+};
+
+// AMX-TILE and AMX-INT8 in cpuid, their state enabled by the OS (XCR0 bits 17-18), Linux's
+// permission to use tile data (ARCH_REQ_XCOMP_PERM, once per process, Linux >= 5.16) and
+// VNNI's AVX-512 for the block closes; QEFF_CPU_AMX=0 turns it off (A/B runs on such a host).
+bool HasAmxInt8() {
+  static const bool has = [] {
+    const char* env = std::getenv("QEFF_CPU_AMX");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!HasVnni() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv exists
+    uint32_t xcr0_lo = 0, xcr0_hi = 0;
+    asm volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtileData) == 0;
+  }();
+  return has;
+}
+
+// Prefill rows from this many on take the tiles (a tile holds 16 rows; fewer leave it part empty).
+constexpr int64_t kAmxMinRows = 16;
+
+// All rows against one panel, in chunks of 8 blocks (16 KB of int8 weights stay in L1 while every
+// 16 rows pass over them); the running float sums wait in y, as in PanelVnni. The caller has
+// configured the tiles (BlockTileConfig) on this thread.
+template <class Tiles, bool kInt4>
+QEFF_VNNI void PanelAmx(const QuantizedRows& x, const uint8_t* panel, const uint16_t* block_scale, float* y, int64_t N,
+                        int64_t cols) {
+  __mmask16 mask[4];
+  PanelColumnMasks(cols, mask);
+  constexpr int64_t kChunk = 8, kTileBytes = kQuantBlock / 4 * 64;
+  alignas(64) int32_t sums[16][kPanel];
+  alignas(64) uint8_t unpacked[kInt4 ? kChunk : 1][4][kTileBytes];  // int4: [block][column group]
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const int64_t blocks = QuantBlocks(x.k()), kp = QuantPaddedK(x.k()), M = x.rows();
+  for (int64_t b0 = 0; b0 < blocks; b0 += kChunk) {
+    const int64_t b1 = std::min(blocks, b0 + kChunk);
+    if constexpr (kInt4) {
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int c = 0; c < 4; ++c) {
+          for (int t = 0; t < 4; ++t) {
+            const __m512i raw = _mm512_loadu_si512(panel + (b * 4 + c) * kGroupBytes + 64 * t);
+            uint8_t* tile = unpacked[b - b0][t];
+            _mm512_store_si512(tile + 64 * (2 * c), _mm512_and_si512(raw, low4));
+            _mm512_store_si512(tile + 64 * (2 * c + 1), _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4));
+          }
+        }
+      }
+    }
+    for (int64_t m0 = 0; m0 < M; m0 += 16) {
+      const int64_t rows = std::min<int64_t>(16, M - m0);
+      for (int64_t b = b0; b < b1; ++b) {
+        // Column group t's weights for block b, and the stride between their input groups.
+        auto weights = [&](int t) -> const uint8_t* {
+          return kInt4 ? unpacked[b - b0][t] : panel + b * 8 * kGroupBytes + 64 * t;
+        };
+        constexpr int64_t kStride = kInt4 ? 64 : kGroupBytes;
+        Tiles::template Load<4>(x.q(m0) + b * kQuantBlock, kp);  // QuantizedRows pads rows to 16
+        Tiles::template Zero<0>();
+        Tiles::template Load<5>(weights(0), kStride);
+        Tiles::template DotSignedUnsigned<0, 4, 5>();
+        Tiles::template Zero<1>();
+        Tiles::template Load<6>(weights(1), kStride);
+        Tiles::template DotSignedUnsigned<1, 4, 6>();
+        Tiles::template Zero<2>();
+        Tiles::template Load<5>(weights(2), kStride);
+        Tiles::template DotSignedUnsigned<2, 4, 5>();
+        Tiles::template Zero<3>();
+        Tiles::template Load<6>(weights(3), kStride);
+        Tiles::template DotSignedUnsigned<3, 4, 6>();
+        Tiles::template Store<0>(&sums[0][0], sizeof(sums[0]));
+        Tiles::template Store<1>(&sums[0][16], sizeof(sums[0]));
+        Tiles::template Store<2>(&sums[0][32], sizeof(sums[0]));
+        Tiles::template Store<3>(&sums[0][48], sizeof(sums[0]));
+        // PanelTile's block close: y += float(offset + sum) * scale.
+        for (int v = 0; v < 4; ++v) {
+          __m512 ws = _mm512_set1_ps(1.0f);
+          if constexpr (kInt4) {
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block_scale + b * kPanel + 16 * v));
+            ws = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t m = m0 + r;
+            const __m512i acc = _mm512_add_epi32(_mm512_load_si512(&sums[r][16 * v]), _mm512_set1_epi32(x.offset(m)[b]));
+            const __m512 xs = _mm512_set1_ps(x.scale(m)[b]);
+            const __m512 s = kInt4 ? _mm512_mul_ps(ws, xs) : xs;
+            float* yp = y + m * N + 16 * v;
+            _mm512_mask_storeu_ps(yp, mask[v], _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, _mm512_maskz_loadu_ps(mask[v], yp)));
+          }
+        }
+      }
+    }
+  }
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -348,6 +557,8 @@ Shape QuantScaleShape(DType weights, int64_t N, int64_t K) {
 }
 
 void SetQuantLinearPortableForTesting(bool portable) { g_portable = portable; }
+void SetQuantLinearEmulatedAmxForTesting(bool emulate) { g_emulate_amx = emulate; }
+int64_t QuantLinearEmulatedAmxDotsForTesting() { return g_emulated_dots.load(); }
 
 void QuantizedRows::Quantize(const float* x, int64_t M, int64_t K, DType weights, ThreadPool* pool) {
   M_ = M;
@@ -355,7 +566,8 @@ void QuantizedRows::Quantize(const float* x, int64_t M, int64_t K, DType weights
   kp_ = QuantPaddedK(K);
   blocks_ = QuantBlocks(K);
   weights_ = weights;
-  q_.resize(static_cast<size_t>(M * kp_));
+  // Whole tiles of 16 rows: the AMX kernel loads 16 rows at a time and drops the padding's sums.
+  q_.resize(static_cast<size_t>((M + 15) / 16 * 16 * kp_));
   scale_.resize(static_cast<size_t>(M * blocks_));
   offset_.resize(static_cast<size_t>(M * blocks_));
   const int32_t offset = weights == qeff::v1::I4 ? kInt4Offset : kInt8Offset;
@@ -374,17 +586,24 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
                        int64_t N, int64_t p0, int64_t p1) {
   const bool int4 = x.weights() == qeff::v1::I4;
   const int64_t M = x.rows(), kp = QuantPaddedK(x.k()), blocks = QuantBlocks(x.k());
+#if defined(__x86_64__)
+  const bool vnni = HasVnni() && !g_portable;
+  // Tiles where the CPU has them (or their emulation, in tests), for batches of rows.
+  const bool emulate_amx = g_emulate_amx && HasVnni();
+  const bool amx = M >= kAmxMinRows && (emulate_amx || (vnni && HasAmxInt8()));
+  if (amx) {
+    if (emulate_amx) EmulatedTiles::Configure(BlockTileConfig());
+    else HardwareTiles::Configure(BlockTileConfig());
+  }
+#else
+  const bool vnni = false, amx = false;
+#endif
   for (int64_t p = p0; p < p1; ++p) {
     const uint8_t* panel = static_cast<const uint8_t*>(w) + p * PanelBytes(int4, kp);
     const uint16_t* block_scale = int4 ? static_cast<const uint16_t*>(scale) + p * blocks * kPanel : nullptr;
     const int64_t c0 = p * kPanel;
     int64_t cols = std::min(kPanel, N - c0);
     float* yp = y + c0;
-#if defined(__x86_64__)
-    const bool vnni = HasVnni() && !g_portable;
-#else
-    const bool vnni = false;
-#endif
     // One row (decode): two panels per pass while a second one is in range.
     const bool pair = vnni && M == 1 && p + 1 < p1;
     if (pair) {
@@ -401,7 +620,13 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
     } else {
       for (int64_t m = 0; m < M; ++m) std::fill_n(yp + m * N, cols, 0.0f);
 #if defined(__x86_64__)
-      if (vnni) {
+      if (amx && emulate_amx) {
+        if (int4) PanelAmx<EmulatedTiles, true>(x, panel, block_scale, yp, N, cols);
+        else PanelAmx<EmulatedTiles, false>(x, panel, block_scale, yp, N, cols);
+      } else if (amx) {
+        if (int4) PanelAmx<HardwareTiles, true>(x, panel, block_scale, yp, N, cols);
+        else PanelAmx<HardwareTiles, false>(x, panel, block_scale, yp, N, cols);
+      } else if (vnni) {
         if (int4) PanelVnni<true>(x, panel, block_scale, yp, N, cols);
         else PanelVnni<false>(x, panel, block_scale, yp, N, cols);
       } else {
@@ -419,6 +644,12 @@ void QuantLinearPanels(const QuantizedRows& x, const void* w, const void* scale,
     }
     if (pair) ++p;
   }
+#if defined(__x86_64__)
+  if (amx) {  // gives the tile state back, so the OS stops saving it on context switches
+    if (emulate_amx) EmulatedTiles::Release();
+    else HardwareTiles::Release();
+  }
+#endif
 }
 
 void QuantLinearReference(const float* x, int64_t M, int64_t K, const int8_t* w, const float* scale, bool per_block,

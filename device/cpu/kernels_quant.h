@@ -6,8 +6,11 @@
 // activations into 16 outputs at once (64 multiply-adds per instruction, no widening, no
 // horizontal sums), a register tile of up to 6 rows x 64 outputs reuses every weight load, and
 // one float multiply-add per block applies the scales. Without VNNI a portable loop computes the
-// same integer block sums. Each output is one running sum over the blocks in order, whatever
-// the tiling: a row's result does not depend on its batch.
+// same integer block sums. Where the CPU has AMX-INT8 (Intel Sapphire Rapids and later; found
+// at run time, QEFF_CPU_AMX=0 turns it off), batches of 16 or more rows compute those block
+// sums on tiles, 16 rows x 16 outputs x 32 inputs per instruction. Each output is one running
+// sum over the blocks in order, whatever the tiling or path: a row's result does not depend on
+// its batch.
 //
 // vpdpbusd multiplies unsigned by signed bytes, so weights are stored unsigned with an offset
 // (int8: w + 128; int4: nibble = w + 8) and each block's sum starts at -offset * sum(x_block).
@@ -72,5 +75,10 @@ void QuantLinearReference(const float* x, int64_t M, int64_t K, const int8_t* w,
 
 // The portable loop even where VNNI exists (tests compare the two).
 void SetQuantLinearPortableForTesting(bool portable);
+// Batches of 16+ rows through the AMX kernel on an emulation of its tile instructions, on any
+// AVX512-VNNI host (tests check its data movement where no AMX exists).
+void SetQuantLinearEmulatedAmxForTesting(bool emulate);
+// How many tile dot products the emulation has run (tests: the tile kernel was the one taken).
+int64_t QuantLinearEmulatedAmxDotsForTesting();
 
 }  // namespace qeff::device

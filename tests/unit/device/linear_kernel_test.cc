@@ -221,6 +221,55 @@ TEST(LinearKernelTest, QuantizedWeightsMatchTheirReferenceOnOddShapes) {
   SetQuantLinearPortableForTesting(false);
 }
 
+// Batches of 16+ rows take AMX tiles where the CPU has them. Here the tile kernel runs on an
+// emulation of its instructions (the SDM's semantics, shape checks included) and must give the
+// VNNI path's and the portable loop's bits; on an AMX host the default path is the real tiles,
+// so this checks them too. K up to 19 blocks (several chunks of 8), N with partial panels, M
+// with partial row tiles.
+bool HostHasVnni() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+TEST(LinearKernelTest, AmxTileKernelGivesTheVnniBits) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (DType dtype : {qeff::v1::I8, qeff::v1::I4}) {
+    for (int64_t K : {1, 31, 33, 100, 300, 600}) {
+      for (int64_t N : {1, 17, 64, 65, 130}) {
+        Weights w = MakeWeights(dtype, N, K, rng);
+        std::vector<float> bias(static_cast<size_t>(N));
+        for (auto& b : bias) b = d(rng);
+        for (int64_t M : {16, 17, 31, 33, 48}) {
+          std::vector<float> x(static_cast<size_t>(M * K));
+          for (size_t i = 0; i < x.size(); ++i) x[i] = d(rng) * (i % 37 == 0 ? 8.0f : 1.0f);
+          const auto fast = RunLinear(w, x, M, K, N, bias);
+          const int64_t dots = QuantLinearEmulatedAmxDotsForTesting();
+          SetQuantLinearEmulatedAmxForTesting(true);
+          const auto emulated = RunLinear(w, x, M, K, N, bias);
+          SetQuantLinearEmulatedAmxForTesting(false);
+          // One tdpbsud per 16 rows, 16 outputs and block of 32 inputs (the emulation closes its
+          // blocks with AVX-512, so it runs where VNNI does).
+          if (HostHasVnni()) {
+            EXPECT_EQ(QuantLinearEmulatedAmxDotsForTesting() - dots, (M + 15) / 16 * LinearPanels(N) * 4 * QuantBlocks(K));
+          }
+          SetQuantLinearPortableForTesting(true);
+          const auto portable = RunLinear(w, x, M, K, N, bias);
+          SetQuantLinearPortableForTesting(false);
+          ASSERT_EQ(0, std::memcmp(portable.data(), fast.data(), sizeof(float) * M * N))
+              << DTypeName(dtype) << " default path, M=" << M << " K=" << K << " N=" << N;
+          ASSERT_EQ(0, std::memcmp(portable.data(), emulated.data(), sizeof(float) * M * N))
+              << DTypeName(dtype) << " emulated tiles, M=" << M << " K=" << K << " N=" << N;
+        }
+      }
+    }
+  }
+}
+
 // The error that quantizing activations per block of 32 adds to the dequantized weights'
 // product: cosine similarity >= 0.9999 over a layer-sized output (stated in the README).
 TEST(LinearKernelTest, ActivationQuantizationErrorIsSmall) {
