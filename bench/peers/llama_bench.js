@@ -5,13 +5,15 @@
 // Prints one JSON object: decode tokens/s (after the first generated token, over `steps`
 // tokens, greedy, best of 5, after a `prompt`-token prompt, in a context of `ctx` tokens);
 // with --probe, `decode_runs` gives each run's speed and the mean of the read bandwidths that
-// program measured just before and just after it (as qeff-decode-bench does for qeff);
+// program (one process, started before the runs, measuring once per request) gave just before
+// and just after it (as qeff-decode-bench does for qeff);
 // prefill tokens/s per prompt length (one batch of N tokens on an empty cache of N + 16, best
 // of 3 after a warm-up) and the greedy tokens of the decode run: the shapes qeff-decode-bench
 // compiles. llama.cpp's other defaults stay (f16 KV cache, flash attention "auto"). Prompts are
 // the token ids 100, 101, ..., as in qeff-decode-bench, so the greedy tokens can be compared.
 import {getLlama, LlamaLogLevel} from 'node-llama-cpp';
-import {execFileSync} from 'node:child_process';
+import {spawn} from 'node:child_process';
+import {createInterface} from 'node:readline';
 import {readFileSync} from 'node:fs';
 import {parseArgs} from 'node:util';
 
@@ -62,21 +64,38 @@ async function prefill(n) {
   return n / (now() - t0);
 }
 
-// Read bandwidth with this many threads, from qeff-membw (null without --probe).
-const probe = () => (args.probe ?
-  JSON.parse(execFileSync(args.probe, ['1', String(threads)], {encoding: 'utf8'})).read_gb_per_s[String(threads)] : null);
-
 await decode();  // warm-up: pages the weights in
+
+// Read bandwidth with this many threads (null without --probe): qeff-membw --each-line measures
+// once at start and once per line it is sent, on one buffer allocated once.
+let probe = async () => null;
+let prober = null;
+if (args.probe) {
+  prober = spawn(args.probe, ['1', String(threads), '--each-line'], {stdio: ['pipe', 'pipe', 'inherit']});
+  const lines = createInterface({input: prober.stdout})[Symbol.asyncIterator]();
+  const next = async () => {
+    const {value, done} = await lines.next();
+    if (done) throw new Error(`${args.probe} exited`);
+    return JSON.parse(value).read_gb_per_s[String(threads)];
+  };
+  let first = true;
+  probe = async () => {
+    if (!first) prober.stdin.write('\n');
+    first = false;
+    return next();
+  };
+}
 let best = null;
 const decodeRuns = [];
-let before = probe();
+let before = await probe();
 for (let rep = 0; rep < 5; ++rep) {
   const run = await decode();
-  const after = probe();
+  const after = await probe();
   decodeRuns.push({tokens_per_s: run.tokensPerS, read_bandwidth_gb_per_s: before === null ? null : (before + after) / 2});
   before = after;
   if (!best || run.tokensPerS > best.tokensPerS) best = run;
 }
+if (prober) prober.stdin.end();
 const prefillTokensPerS = {};
 for (const n of prefillLens) {
   await context.dispose();

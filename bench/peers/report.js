@@ -9,9 +9,10 @@
 // This VM's read bandwidth drifts by tens of percent between seconds, so qeff and llama.cpp each
 // probe it just before and just after every decode run (`result.decode_runs`), and
 //   roofline_fraction = the median over runs of tokens/s x bytes read per token / that run's bandwidth,
-// where the bytes are qeff-decode-bench's (weights as compiled + the fp32 KV cache over ctx) for
-// qeff, and the GGUF file's weight bytes per token + llama.cpp's f16 KV cache over its context
-// for llama.cpp. `read_bandwidth_gb_per_s` is the median run's bandwidth.
+// where the bytes are the weights once and the KV cache's rows up to each position, averaged
+// over the run: qeff-decode-bench's (weights as compiled, its fp32 cache) for qeff; the GGUF
+// file's weight bytes per token and llama.cpp's f16 cache for llama.cpp (its decode runs at
+// positions prompt .. prompt + steps - 1). `read_bandwidth_gb_per_s` is the median run's bandwidth.
 import {appendFileSync, readFileSync, writeFileSync} from 'node:fs';
 
 const [mode, rawPath, outPath] = process.argv.slice(2);
@@ -49,7 +50,10 @@ function bench() {
     const pre = res.prefill_tokens_per_s || {};
     let bytes = null;
     if (r.kind === 'qeff' && r.result) bytes = res.weight_bytes_per_token + res.kv_cache_bytes_per_token;
-    if (r.kind === 'llama.cpp' && r.result) bytes = r.gguf.weight_bytes_per_token + r.gguf.kv_f16_bytes_per_position * res.context_size;
+    if (r.kind === 'llama.cpp' && r.result) {
+      const rows = Math.min(res.context_size, res.prompt_tokens + (res.decode_steps + 1) / 2);
+      bytes = r.gguf.weight_bytes_per_token + r.gguf.kv_f16_bytes_per_position * rows;
+    }
     const decode = r.result ? res.decode_tokens_per_s : null;
     const median = bytes ? medianRun(res.decode_runs, bytes) : {fraction: null, gbs: null};
     const row = {
