@@ -51,8 +51,8 @@ function bench() {
     let bytes = null;
     if (r.kind === 'qeff' && r.result) bytes = res.weight_bytes_per_token + res.kv_cache_bytes_per_token;
     if (r.kind === 'llama.cpp' && r.result) {
-      const rows = Math.min(res.context_size, res.prompt_tokens + (res.decode_steps + 1) / 2);
-      bytes = r.gguf.weight_bytes_per_token + r.gguf.kv_f16_bytes_per_position * rows;
+      const kvRows = Math.min(res.context_size, res.prompt_tokens + (res.decode_steps + 1) / 2);
+      bytes = r.gguf.weight_bytes_per_token + r.gguf.kv_f16_bytes_per_position * kvRows;
     }
     const decode = r.result ? res.decode_tokens_per_s : null;
     const median = bytes ? medianRun(res.decode_runs, bytes) : {fraction: null, gbs: null};
