@@ -14,6 +14,11 @@ bool CpuHasAvx512() {
 #if defined(__x86_64__)
 namespace {
 
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as
+// uninitialized here (a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define QEFF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 QEFF_AVX512 inline __m512 Tanh16(__m512 x) {
@@ -98,6 +103,7 @@ QEFF_AVX512 void AxpyAvx512(float alpha, const float* x, float* y, int64_t n) {
   }
 }
 
+#pragma GCC diagnostic pop
 }  // namespace
 #endif
 

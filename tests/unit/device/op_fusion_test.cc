@@ -274,7 +274,9 @@ TEST(SiblingLinearFusion, LinearsOfOneInputRunAsOne) {
       const bool decode = sp.seq_len() == 1;
       EXPECT_EQ(c.count("Linear") ? c.at("Linear") : 0, w.linears_per_layer * layers + w.other_linears) << w.name;
       EXPECT_EQ(c.count("Split") ? c.at("Split") : 0, decode ? 0 : w.splits_per_layer * layers) << w.name << " " << sp.name();
-      if (decode) EXPECT_GE(SliceViews(sp), w.splits_per_layer * layers) << w.name;
+      if (decode) {
+        EXPECT_GE(SliceViews(sp), w.splits_per_layer * layers) << w.name;
+      }
       EXPECT_EQ(c.count("MatMul") ? c.at("MatMul") : 0, w.name == std::string("bert") ? 2 * layers : 0) << w.name;
     }
   }

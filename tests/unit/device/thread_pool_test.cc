@@ -31,7 +31,9 @@ TEST(ThreadPool, ParallelForCoversEachIndexOnceInBalancedWholeGrains) {
         int64_t lo = n, hi = 0;
         for (const auto& [b, e] : chunks) {
           EXPECT_EQ(b % grain, 0) << "n " << n << " grain " << grain;
-          if (e != n) EXPECT_EQ(e % grain, 0) << "n " << n << " grain " << grain;
+          if (e != n) {
+            EXPECT_EQ(e % grain, 0) << "n " << n << " grain " << grain;
+          }
           lo = std::min(lo, (e - b + grain - 1) / grain);
           hi = std::max(hi, (e - b + grain - 1) / grain);
         }

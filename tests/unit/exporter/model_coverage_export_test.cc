@@ -32,7 +32,9 @@ TEST_P(ModelCoverageExportTest, FollowsTheContract) {
   const int layers = s->num_layers;
   const json& cfg = ref["model"]["config"];
   for (const char* key : {"num_hidden_layers", "n_layer", "n_layers"}) {
-    if (cfg.is_object() && cfg.contains(key)) EXPECT_EQ(layers, cfg[key].get<int>());
+    if (cfg.is_object() && cfg.contains(key)) {
+      EXPECT_EQ(layers, cfg[key].get<int>());
+    }
   }
 
   const fs::path model_path = tmp.path() / "model.onnx";
