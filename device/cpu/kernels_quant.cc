@@ -463,6 +463,14 @@ bool HasAmxInt8() {
   return has;
 }
 
+// Column group C's block sums: tmm C = tmm4 (the activations) . the weights, loaded into tmm B.
+template <class Tiles, int C, int B>
+inline void ColumnGroupSums(const uint8_t* weights, int64_t stride) {
+  Tiles::template Zero<C>();
+  Tiles::template Load<B>(weights, stride);
+  Tiles::template DotSignedUnsigned<C, 4, B>();
+}
+
 // Prefill rows from this many on take the tiles (a tile holds 16 rows; fewer leave it part empty).
 constexpr int64_t kAmxMinRows = 16;
 
@@ -502,18 +510,10 @@ QEFF_VNNI void PanelAmx(const QuantizedRows& x, const uint8_t* panel, const uint
         };
         constexpr int64_t kStride = kInt4 ? 64 : kGroupBytes;
         Tiles::template Load<4>(x.q(m0) + b * kQuantBlock, kp);  // QuantizedRows pads rows to 16
-        Tiles::template Zero<0>();
-        Tiles::template Load<5>(weights(0), kStride);
-        Tiles::template DotSignedUnsigned<0, 4, 5>();
-        Tiles::template Zero<1>();
-        Tiles::template Load<6>(weights(1), kStride);
-        Tiles::template DotSignedUnsigned<1, 4, 6>();
-        Tiles::template Zero<2>();
-        Tiles::template Load<5>(weights(2), kStride);
-        Tiles::template DotSignedUnsigned<2, 4, 5>();
-        Tiles::template Zero<3>();
-        Tiles::template Load<6>(weights(3), kStride);
-        Tiles::template DotSignedUnsigned<3, 4, 6>();
+        ColumnGroupSums<Tiles, 0, 5>(weights(0), kStride);
+        ColumnGroupSums<Tiles, 1, 6>(weights(1), kStride);
+        ColumnGroupSums<Tiles, 2, 5>(weights(2), kStride);
+        ColumnGroupSums<Tiles, 3, 6>(weights(3), kStride);
         Tiles::template Store<0>(&sums[0][0], sizeof(sums[0]));
         Tiles::template Store<1>(&sums[0][16], sizeof(sums[0]));
         Tiles::template Store<2>(&sums[0][32], sizeof(sums[0]));
