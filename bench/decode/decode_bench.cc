@@ -233,16 +233,14 @@ int main(int argc, char** argv) {
   const double kv_per_token = static_cast<double>(read.state) * kv_rows / ctx;
   const double per_token = static_cast<double>(read.weights) + kv_per_token;
   nlohmann::json runs = nlohmann::json::array();
+  std::vector<double> share(kRuns);
   std::vector<int> order(kRuns);
   for (int i = 0; i < kRuns; ++i) {
+    share[i] = run_tps[i] * per_token / (run_bw[i] * 1e9);
     order[i] = i;
-    runs.push_back({{"tokens_per_s", run_tps[i]},
-                    {"read_bandwidth_gb_per_s", run_bw[i]},
-                    {"fraction_of_roofline", run_tps[i] * per_token / (run_bw[i] * 1e9)}});
+    runs.push_back({{"tokens_per_s", run_tps[i]}, {"read_bandwidth_gb_per_s", run_bw[i]}, {"fraction_of_roofline", share[i]}});
   }
-  auto share = [&](int i) { return run_tps[i] / run_bw[i]; };
-  std::nth_element(order.begin(), order.begin() + kRuns / 2, order.end(),
-                   [&](int a, int b) { return share(a) < share(b); });
+  std::nth_element(order.begin(), order.begin() + kRuns / 2, order.end(), [&](int a, int b) { return share[a] < share[b]; });
   const int median = order[kRuns / 2];
   bw = run_bw[median];
   const double roofline = bw * 1e9 / per_token;
@@ -264,7 +262,7 @@ int main(int argc, char** argv) {
       {"effective_gb_per_s", r->stats.decode_tokens_per_s * per_token / 1e9},
       {"read_bandwidth_gb_per_s", bw},
       {"roofline_tokens_per_s", roofline},
-      {"fraction_of_roofline", run_tps[median] / roofline},
+      {"fraction_of_roofline", share[median]},
       {"decode_runs", runs},
       {"prefill_tokens_per_s", prefill},
       {"generated_token_ids", r->tokens}};
